@@ -1,0 +1,24 @@
+rule calibrate_psf:
+    """PSF of a camera: calibrated from a capture, or simulated (mask, diffuser, metalens)."""
+    input:
+        capture=lambda w: (
+            [config["cameras"][w.camera]["path"]]
+            if config["cameras"][w.camera]["kind"] == "capture"
+            else []
+        ),
+    output:
+        "results/psf/{camera}.h5",
+    params:
+        camera=lambda w: config["cameras"][w.camera],
+        code=code(*CODE_IO, "optics.capture", "optics.masks", "optics.metalens", "optics.calibrate"),
+    log:
+        "logs/calibrate_psf/{camera}.log",
+    benchmark:
+        "benchmarks/calibrate_psf/{camera}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CPU_ENV
+    script:
+        "../workflow_scripts/calibrate_psf.py"

@@ -1,0 +1,30 @@
+def method_models(wildcards):
+    """Trained models a method needs, as named inputs (empty for the classic baselines)."""
+    return {}
+
+
+rule reconstruct:
+    """Any method and variant of a dataset's test split: reconstructions, latency, peak memory."""
+    input:
+        unpack(method_models),
+        data="results/data/{dataset}/test.h5",
+        psf=psf_of_dataset,
+    output:
+        "results/recon/{dataset}/{method}/{variant}.h5",
+    params:
+        params=variant_params,
+        timing=config["timing"],
+        seed=config["seed"],
+        device=config["device"],
+        code=lambda w: code(*CODE_PHYSICS, "metrics.timing", "solvers.run", f"solvers.{w.method}"),
+    log:
+        "logs/reconstruct/{dataset}/{method}/{variant}.log",
+    benchmark:
+        "benchmarks/reconstruct/{dataset}/{method}/{variant}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        CPU_ENV
+    script:
+        "../workflow_scripts/reconstruct.py"

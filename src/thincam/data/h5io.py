@@ -1,0 +1,132 @@
+"""Atomic, checksummed HDF5 files: the only way thincam writes and reads its array outputs.
+
+A file is written to a temporary name in the destination folder and renamed into place, so a
+killed job never leaves a file under the final name. Every dataset's SHA-256 is stored in the
+root attributes (``sha256/<name>``); readers recompute it and reject a file that does not match,
+naming it. Attributes are written in sorted order with fixed HDF5 settings and a fixed
+``track_times=False``, so the same arrays and attributes give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from thincam.errors import CorruptFileError
+
+CHECKSUM_PREFIX = "sha256/"
+CONTRACT_ATTR = "thincam_contract"
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and C-ordered bytes."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256()
+    digest.update(str(array.dtype.str).encode())
+    digest.update(str(array.shape).encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _attr_value(value: Any) -> Any:
+    """HDF5-storable form of an attribute: dicts and lists of mixed types become JSON."""
+    if isinstance(value, (dict, list, tuple)) and not (
+        isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) for v in value)
+    ):
+        return json.dumps(value, sort_keys=True)
+    if value is None:
+        return "null"
+    return value
+
+
+def atomic_write_h5(
+    path: str | os.PathLike,
+    datasets: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any] | None = None,
+    contract: str | None = None,
+) -> Path:
+    """Write ``datasets`` and ``attrs`` to ``path`` atomically, with per-dataset checksums."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp_name, "w", track_order=True) as handle:
+            for name in sorted(datasets):
+                array = np.asarray(datasets[name])
+                if not array.dtype.isbuiltin and array.dtype.kind not in "SUO":
+                    raise TypeError(f"dataset {name!r} has unsupported dtype {array.dtype}")
+                handle.create_dataset(name, data=array, track_times=False)
+                handle.attrs[CHECKSUM_PREFIX + name] = array_sha256(array)
+            for key in sorted(attrs or {}):
+                handle.attrs[key] = _attr_value(attrs[key])
+            if contract is not None:
+                handle.attrs[CONTRACT_ATTR] = contract
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+def read_h5(
+    path: str | os.PathLike,
+    names: list[str] | None = None,
+    verify: bool = True,
+    contract: str | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read datasets (all, or ``names``) and attributes, verifying checksums; read-only."""
+    import h5py
+
+    path = Path(path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise CorruptFileError(f"{path}: not a readable HDF5 file ({err})") from err
+    with handle:
+        attrs = {key: _decode_attr(handle.attrs[key]) for key in handle.attrs}
+        if contract is not None and attrs.get(CONTRACT_ATTR) != contract:
+            raise CorruptFileError(
+                f"{path}: expected a {contract!r} file, found {attrs.get(CONTRACT_ATTR)!r}"
+            )
+        wanted = list(handle.keys()) if names is None else names
+        arrays = {}
+        for name in wanted:
+            if name not in handle:
+                raise CorruptFileError(f"{path}: dataset {name!r} is missing")
+            try:
+                arrays[name] = handle[name][()]
+            except (OSError, RuntimeError) as err:
+                raise CorruptFileError(f"{path}: dataset {name!r} cannot be read ({err})") from err
+            if verify:
+                expected = attrs.get(CHECKSUM_PREFIX + name)
+                if expected is None:
+                    raise CorruptFileError(f"{path}: dataset {name!r} has no checksum")
+                if array_sha256(arrays[name]) != expected:
+                    raise CorruptFileError(f"{path}: checksum mismatch in dataset {name!r}")
+    return arrays, {k: v for k, v in attrs.items() if not k.startswith(CHECKSUM_PREFIX)}
+
+
+def _decode_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def json_attr(attrs: Mapping[str, Any], key: str) -> Any:
+    """Decode an attribute that :func:`atomic_write_h5` stored as JSON."""
+    value = attrs[key]
+    return json.loads(value) if isinstance(value, str) else value

@@ -1,0 +1,25 @@
+"""Seeded train/val/test splits shared by simulation and capture ingestion."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from thincam.errors import BadInputError
+
+SPLITS = ("train", "val", "test")
+
+
+def split_indices(n_total: int, sizes: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:
+    """Disjoint index sets per split from one seeded permutation, each sorted."""
+    wanted = sum(sizes.get(name, 0) for name in SPLITS)
+    if wanted > n_total:
+        raise BadInputError(f"splits ask for {wanted} images but the source has {n_total}")
+    order = np.random.default_rng(seed).permutation(n_total)
+    result, start = {}, 0
+    for name in SPLITS:
+        count = sizes.get(name, 0)
+        result[name] = np.sort(order[start : start + count]).astype(np.int64)
+        start += count
+    return result

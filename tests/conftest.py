@@ -1,0 +1,5 @@
+import os
+
+# Offline everywhere: hub look-ups would hang for minutes or return placeholders (DESIGN.md 8).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
