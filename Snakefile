@@ -3,7 +3,11 @@
 # baselines -> evaluation -> tables and figures. Each rule is a thin call into src/thincam.
 
 
-configfile: "config.yaml"
+# The embedded default, unless the user gives a config (--configfile presets/...): then that
+# config replaces the default entirely instead of being merged into it.
+if not config:
+
+    configfile: "config.yaml"
 
 
 include: "rules/common.smk"
@@ -15,9 +19,9 @@ include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True
 
 
 rule figures:

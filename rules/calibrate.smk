@@ -8,17 +8,23 @@ rule calibrate_psf:
         ),
     output:
         "results/psf/{camera}.h5",
-    params:
-        camera=lambda w: config["cameras"][w.camera],
-        code=code(*CODE_IO, "optics.capture", "optics.masks", "optics.metalens", "optics.calibrate"),
     log:
         "logs/calibrate_psf/{camera}.log",
     benchmark:
         "benchmarks/calibrate_psf/{camera}.tsv"
+    conda:
+        CPU_ENV
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        CPU_ENV
+    params:
+        camera=lambda w: config["cameras"][w.camera],
+        code=code(
+            *CODE_IO,
+            "optics.capture",
+            "optics.masks",
+            "optics.metalens",
+            "optics.calibrate",
+        ),
     script:
         "../workflow_scripts/calibrate_psf.py"

@@ -10,9 +10,8 @@ sys.path.insert(0, str(SRC))
 
 from thincam.config_checks import check_config  # noqa: E402
 
-
 validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
-check_config(config, root=Path(workflow.basedir))
+check_config(config, root=Path.cwd())  # Snakemake resolves inputs from the workdir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -104,7 +103,10 @@ def figure_files():
 
 
 def report_outputs():
-    return ["results/tables/metrics.csv", "results/tables/nsdd_main.csv"] + figure_files()
+    return [
+        "results/tables/metrics.csv",
+        "results/tables/nsdd_main.csv",
+    ] + figure_files()
 
 
 def all_outputs():

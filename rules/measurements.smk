@@ -4,21 +4,27 @@ rule simulate_measurements:
         psf=psf_of_dataset,
     output:
         expand("results/data/{{dataset}}/{split}.h5", split=SPLITS),
-    wildcard_constraints:
-        dataset="|".join(simulated_datasets()) or "^$",
-    params:
-        dataset=lambda w: config["datasets"][w.dataset],
-        seed=config["seed"],
-        code=code(*CODE_PHYSICS, "physics.noise", "data.sources", "data.splits", "data.simulate"),
     log:
         "logs/simulate_measurements/{dataset}.log",
     benchmark:
         "benchmarks/simulate_measurements/{dataset}.tsv"
+    wildcard_constraints:
+        dataset="|".join(simulated_datasets()) or "^$",
+    conda:
+        CPU_ENV
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        CPU_ENV
+    params:
+        dataset=lambda w: config["datasets"][w.dataset],
+        seed=config["seed"],
+        code=code(
+            *CODE_PHYSICS,
+            "physics.noise",
+            "data.sources",
+            "data.splits",
+            "data.simulate",
+        ),
     script:
         "../workflow_scripts/simulate_measurements.py"
 
@@ -30,20 +36,22 @@ rule ingest_captures:
         captures=lambda w: config["datasets"][w.dataset]["captures"]["path"],
     output:
         expand("results/data/{{dataset}}/{split}.h5", split=SPLITS),
-    wildcard_constraints:
-        dataset="|".join(ingested_datasets()) or "^$",
-    params:
-        dataset=lambda w: config["datasets"][w.dataset],
-        seed=config["seed"],
-        code=code(*CODE_IO, "optics.capture", "data.simulate", "data.splits", "data.ingest"),
     log:
         "logs/ingest_captures/{dataset}.log",
     benchmark:
         "benchmarks/ingest_captures/{dataset}.tsv"
+    wildcard_constraints:
+        dataset="|".join(ingested_datasets()) or "^$",
+    conda:
+        CPU_ENV
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        CPU_ENV
+    params:
+        dataset=lambda w: config["datasets"][w.dataset],
+        seed=config["seed"],
+        code=code(
+            *CODE_IO, "optics.capture", "data.simulate", "data.splits", "data.ingest"
+        ),
     script:
         "../workflow_scripts/ingest_captures.py"

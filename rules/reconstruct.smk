@@ -11,20 +11,22 @@ rule reconstruct:
         psf=psf_of_dataset,
     output:
         "results/recon/{dataset}/{method}/{variant}.h5",
+    log:
+        "logs/reconstruct/{dataset}/{method}/{variant}.log",
+    benchmark:
+        "benchmarks/reconstruct/{dataset}/{method}/{variant}.tsv"
+    conda:
+        CPU_ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         params=variant_params,
         timing=config["timing"],
         seed=config["seed"],
         device=config["device"],
-        code=lambda w: code(*CODE_PHYSICS, "metrics.timing", "solvers.run", f"solvers.{w.method}"),
-    log:
-        "logs/reconstruct/{dataset}/{method}/{variant}.log",
-    benchmark:
-        "benchmarks/reconstruct/{dataset}/{method}/{variant}.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    conda:
-        CPU_ENV
+        code=lambda w: code(
+            *CODE_PHYSICS, "metrics.timing", "solvers.run", f"solvers.{w.method}"
+        ),
     script:
         "../workflow_scripts/reconstruct.py"

@@ -1,0 +1,134 @@
+"""Image sources, splits, simulation and capture ingestion into the dataset layout."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from thincam.data.h5io import atomic_write_h5, read_h5
+from thincam.data.ingest import find_pairs, ingest_captures
+from thincam.data.simulate import simulate_measurements
+from thincam.data.sources import lfw_faces, rgb_crops
+from thincam.data.splits import split_indices
+from thincam.errors import BadInputError
+
+
+def _psf_file(path, size=16, channels=3):
+    psf = np.zeros((channels, size, size), np.float32)
+    rng = np.random.default_rng(0)
+    psf[:, rng.integers(0, size, 6), rng.integers(0, size, 6)] = 1.0
+    psf /= psf.sum(axis=(-2, -1), keepdims=True)
+    atomic_write_h5(path, {"psf": psf}, attrs={"kind": "sparse_dots"}, contract="psf")
+    return str(path)
+
+
+def test_sources_shapes_and_range():
+    faces = lfw_faces((16, 16))
+    assert faces.shape == (200, 3, 16, 16) and faces.dtype == np.float32
+    assert 0 <= faces.min() and faces.max() <= 1
+    crops = rgb_crops((16, 16), n_images=10, seed=0)
+    assert crops.shape == (10, 3, 16, 16)
+    assert np.array_equal(crops, rgb_crops((16, 16), n_images=10, seed=0))
+    assert not np.array_equal(crops, rgb_crops((16, 16), n_images=10, seed=1))
+
+
+def test_splits_disjoint_seeded_and_bounded():
+    splits = split_indices(50, {"train": 30, "val": 5, "test": 10}, seed=3)
+    union = np.concatenate(list(splits.values()))
+    assert len(union) == len(set(union)) == 45
+    assert all(np.array_equal(a, b) for a, b in zip(splits.values(), split_indices(50, {"train": 30, "val": 5, "test": 10}, seed=3).values()))
+    with pytest.raises(BadInputError, match="ask for 60 images but the source has 50"):
+        split_indices(50, {"train": 60, "val": 0, "test": 0}, seed=0)
+
+
+def _dataset_cfg():
+    return {
+        "camera": "dots",
+        "image_size": [16, 16],
+        "source": {"kind": "skimage_faces"},
+        "operator": {"kind": "lensless", "boundary": "circular", "pinv_lam": 0.01},
+        "noise": {"poisson_gain": 0.0, "gaussian_sigma": 0.02, "bit_depth": 10},
+        "splits": {"train": 6, "val": 2, "test": 3},
+    }
+
+
+def test_simulation_contract_noise_and_determinism(tmp_path):
+    psf = _psf_file(tmp_path / "psf.h5")
+    outs = [{s: str(tmp_path / f"{run}-{s}.h5") for s in ("train", "val", "test")} for run in "ab"]
+    for out in outs:
+        simulate_measurements(psf, _dataset_cfg(), "faces", out, seed=0)
+    arrays, attrs = read_h5(outs[0]["test"], contract="dataset")
+    assert arrays["x"].shape == (3, 3, 16, 16) and arrays["y"].shape == (3, 3, 16, 16)
+    assert attrs["split"] == "test" and "scene_shape" in attrs["operator"]
+    levels = arrays["y"] * 1023
+    assert np.allclose(levels, np.round(levels), atol=1e-3)
+    for split in ("train", "val", "test"):
+        assert open(outs[0][split], "rb").read() == open(outs[1][split], "rb").read()
+
+    import torch
+
+    from thincam.data.h5io import json_attr
+    from thincam.physics import build_operator
+
+    physics = build_operator(psf, json_attr(attrs, "operator"))
+    clean = physics.A(torch.from_numpy(arrays["x"])).numpy()
+    assert abs(float(np.std(arrays["y"] - clean)) - 0.02) < 0.004
+
+
+def test_simulation_rejects_nan_source(tmp_path, monkeypatch):
+    import thincam.data.sources as sources
+
+    bad = np.full((20, 3, 16, 16), np.nan, np.float32)
+    monkeypatch.setattr(sources, "lfw_faces", lambda shape: bad)
+    outs = {s: str(tmp_path / f"{s}.h5") for s in ("train", "val", "test")}
+    with pytest.raises(BadInputError, match="dataset 'faces'.*NaN"):
+        simulate_measurements(_psf_file(tmp_path / "psf.h5"), _dataset_cfg(), "faces", outs, seed=0)
+    assert not any((tmp_path / f"{s}.h5").exists() for s in outs)
+
+
+def _ingest_cfg(path, fmt="pairs", downsample=1):
+    return {
+        "camera": "cam",
+        "captures": {"format": fmt, "path": str(path), "bit_depth": 16, "downsample": downsample},
+        "operator": {"kind": "lensless", "boundary": "linear", "pinv_lam": 0.01},
+        "splits": {"train": 1, "val": 0, "test": 1},
+    }
+
+
+def test_ingest_pairs_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for sub in ("measurements", "references"):
+        (tmp_path / "set" / sub).mkdir(parents=True)
+    for name in ("a", "b"):
+        tifffile.imwrite(tmp_path / "set/measurements" / f"{name}.tif", rng.integers(100, 60000, (32, 32), dtype=np.uint16))
+        tifffile.imwrite(tmp_path / "set/references" / f"{name}.tif", rng.integers(0, 255, (20, 20, 3), dtype=np.uint8))
+    psf = _psf_file(tmp_path / "psf.h5", size=16, channels=1)
+    outs = {s: str(tmp_path / f"{s}.h5") for s in ("train", "val", "test")}
+    ingest_captures(psf, _ingest_cfg(tmp_path / "set", downsample=2), "real", outs, seed=0)
+    arrays, _ = read_h5(outs["test"], contract="dataset")
+    assert arrays["y"].shape == (1, 1, 16, 16) and arrays["x"].shape == (1, 3, 16, 16)
+    assert float(arrays["y"].max()) == pytest.approx(1.0)
+
+
+def test_ingest_single_capture_has_no_ground_truth(tmp_path):
+    tifffile.imwrite(tmp_path / "hand.tif", np.random.default_rng(1).integers(0, 4000, (16, 16), dtype=np.uint16))
+    outs = {s: str(tmp_path / f"{s}.h5") for s in ("train", "val", "test")}
+    cfg = _ingest_cfg(tmp_path / "hand.tif", fmt="diffusercam")
+    cfg["splits"] = {"train": 0, "val": 0, "test": 1}
+    ingest_captures(_psf_file(tmp_path / "psf.h5", channels=1), cfg, "hand", outs, seed=0)
+    arrays, _ = read_h5(outs["test"], contract="dataset")
+    assert "x" not in arrays and arrays["y"].shape == (1, 1, 16, 16)
+
+
+def test_ingest_size_mismatch_and_unpaired_names(tmp_path):
+    tifffile.imwrite(tmp_path / "big.tif", np.ones((40, 40), np.uint16))
+    outs = {s: str(tmp_path / f"{s}.h5") for s in ("train", "val", "test")}
+    cfg = _ingest_cfg(tmp_path / "big.tif", fmt="diffusercam")
+    with pytest.raises(BadInputError, match=r"big.tif: capture is \(40, 40\).*sensor is \(16, 16\)"):
+        ingest_captures(_psf_file(tmp_path / "psf.h5", channels=1), cfg, "x", outs, seed=0)
+    for sub, name in (("measurements", "a"), ("references", "b")):
+        (tmp_path / "p" / sub).mkdir(parents=True)
+        tifffile.imwrite(tmp_path / "p" / sub / f"{name}.tif", np.ones((4, 4), np.uint16))
+    with pytest.raises(BadInputError, match="do not pair up"):
+        find_pairs("pairs", str(tmp_path / "p"))
+    with pytest.raises(BadInputError, match="unknown capture format"):
+        find_pairs("mirflickr", str(tmp_path / "p"))
