@@ -1,0 +1,297 @@
+"""Reading captures and turning a captured point-source image into a forward-model PSF.
+
+The PSF of a lensless camera is measured, not designed: a point source is imaged, and the raw
+frame carries a dark level, hot pixels and far more pixels than the reconstruction uses. Every
+step here exists so the unit-sum PSF the solvers convolve with contains only the optics.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thincam.errors import BadInputError
+
+_TIFF = {".tif", ".tiff"}
+_RASTER = {".png", ".jpg", ".jpeg"}
+_NPY = {".npy"}
+_INT_DEPTHS = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}
+BACKGROUNDS = ("corner", "dark", "none")
+
+
+def _read_raw(path: Path) -> np.ndarray:
+    ext = path.suffix.lower()
+    if ext not in _TIFF | _RASTER | _NPY:
+        raise BadInputError(
+            f"{path}: unknown image format {ext!r} (expected .tif, .tiff, .png, .jpg or .npy)"
+        )
+    if not path.is_file():
+        raise BadInputError(f"{path}: file does not exist")
+    try:
+        if ext in _TIFF:
+            import tifffile
+
+            return np.asarray(tifffile.imread(path))
+        if ext in _NPY:
+            return np.asarray(np.load(path, allow_pickle=False))
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    except Exception as err:  # any reader failure means the same thing to the caller
+        raise BadInputError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
+
+
+def _to_chw(raw: np.ndarray, path: Path) -> np.ndarray:
+    """Gray -> [1,H,W], RGB(A) -> [3,H,W].
+
+    A 3-D array whose last axis has 1-4 entries is channels-last (how image files store it);
+    otherwise a first axis of 1 or 3 is taken as channels-first (how this project saves .npy).
+    """
+    if raw.ndim == 2:
+        return raw[None]
+    if raw.ndim == 3:
+        if raw.shape[-1] in (1, 2):  # gray, gray + alpha
+            return raw[None, :, :, 0]
+        if raw.shape[-1] in (3, 4):  # RGB, RGBA
+            return np.moveaxis(raw[..., :3], -1, 0)
+        if raw.shape[0] in (1, 3):
+            return raw
+    raise BadInputError(
+        f"{path}: expected a gray [H,W] or colour [H,W,3|4] / [C,H,W] image, got shape {raw.shape}"
+    )
+
+
+def load_image(path: str | os.PathLike, bit_depth: int | None = None) -> np.ndarray:
+    """Read a capture as float32 [C,H,W] in [0,1], rejecting data that cannot be a sensor frame.
+
+    Integers are scaled by 1/(2**bit_depth - 1); the bit depth is inferred from uint8/uint16 when
+    not given. Float data without a bit depth must already lie in [0,1].
+    """
+    path = Path(path)
+    raw = _read_raw(path)
+    if raw.dtype.kind not in "uif":
+        raise BadInputError(f"{path}: unsupported pixel type {raw.dtype}")
+    chw = _to_chw(raw, path)
+    data = chw.astype(np.float64)
+    if not np.isfinite(data).all():
+        raise BadInputError(f"{path}: contains {int((~np.isfinite(data)).sum())} NaN/inf values")
+    if data.size == 0:
+        raise BadInputError(f"{path}: image is empty (shape {raw.shape})")
+    lo, hi = float(data.min()), float(data.max())
+    if lo < 0:
+        raise BadInputError(f"{path}: negative pixel values (min {lo:g})")
+    if bit_depth is None and raw.dtype.kind in "ui":
+        if raw.dtype not in _INT_DEPTHS:
+            raise BadInputError(
+                f"{path}: cannot infer the bit depth of {raw.dtype}; pass bit_depth"
+            )
+        bit_depth = _INT_DEPTHS[raw.dtype]
+    if bit_depth is None:
+        if hi > 1.0:
+            raise BadInputError(
+                f"{path}: float data max {hi:g} exceeds 1; pass the sensor bit_depth to scale it"
+            )
+        return data.astype(np.float32)
+    if not isinstance(bit_depth, (int, np.integer)) or not 1 <= bit_depth <= 32:
+        raise BadInputError(f"{path}: invalid bit depth {bit_depth!r}")
+    full_scale = 2.0 ** int(bit_depth) - 1
+    if hi > full_scale:
+        raise BadInputError(f"{path}: bit depth {bit_depth} disagrees with data max {hi:g}")
+    return (data / full_scale).astype(np.float32)
+
+
+def area_downsample(image: np.ndarray, factor: int) -> np.ndarray:
+    """Block-mean [C,H,W] by ``factor``, dropping the incomplete last rows/columns.
+
+    Area averaging is what a sensor with larger pixels would have measured, so a downsampled
+    PSF stays consistent with downsampled captures (point sampling would alias the caustics).
+    """
+    from skimage.measure import block_reduce
+
+    if factor == 1:
+        return image
+    c, h, w = image.shape
+    hh, ww = h - h % factor, w - w % factor
+    if hh == 0 or ww == 0:
+        raise ValueError(f"image {h}x{w} is smaller than the downsampling factor {factor}")
+    return block_reduce(image[:, :hh, :ww], (1, factor, factor), np.mean).astype(image.dtype)
+
+
+def _neighbour_stats(
+    plane: np.ndarray, radius: int, rows: int = 256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel, over its neighbours (itself excluded): median and MAD of the (2r+1)^2 window,
+    and the second-largest of the 8 nearest neighbours. Computed in row bands.
+
+    scipy.ndimage has a median filter but no MAD filter (the deviation must be taken from each
+    window's own median), so the shifted neighbours are stacked; bands bound the memory.
+    """
+    k = 2 * radius + 1
+    h, w = plane.shape
+    # wrap, not reflect/edge: those copy a border pixel's neighbour (or itself) into its own
+    # neighbourhood, hiding a defect pair at the border like the sample's (0,0)-(0,1)
+    padded = np.pad(plane, radius, mode="wrap")
+    offsets = [(i, j) for i in range(k) for j in range(k) if (i, j) != (radius, radius)]
+    nearest = [
+        n for n, (i, j) in enumerate(offsets) if abs(i - radius) <= 1 and abs(j - radius) <= 1
+    ]
+    med, mad, second = (np.empty_like(plane) for _ in range(3))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        stack = np.stack([padded[r0 + i : r1 + i, j : j + w] for i, j in offsets])
+        m = np.median(stack, axis=0)
+        med[r0:r1] = m
+        mad[r0:r1] = np.median(np.abs(stack - m), axis=0)
+        second[r0:r1] = np.partition(stack[nearest], -2, axis=0)[-2]
+    return med, mad, second
+
+
+def remove_hot_pixels(
+    image: np.ndarray, sigma: float = 6.0, radius: int = 2
+) -> tuple[np.ndarray, int]:
+    """Replace isolated bright outliers by their 3x3 median; return the image and the count.
+
+    Hot where value - reference > sigma * 1.4826 * MAD and > reference - median. The MAD is
+    local (5x5) because caustics are bright but real, and floored at the image's median non-zero
+    deviation because quantised flat areas have MAD 0 (the full-resolution DiffuserCam PSF's
+    defects sit in such windows). The reference is the second-brightest of the 8 neighbours, not the
+    local median: a one-pixel-wide caustic line (the 4x-downsampled DiffuserCam PSF has them)
+    towers over its median but not over its neighbours along the line, while a defect, even a
+    pair of adjacent ones (the sample has one at (0,0)-(0,1)), towers over all but one. The
+    second condition (rising above the local median twice as far as that neighbour does) keeps
+    shot noise along a bright line, which the background-dominated MAD underestimates, from
+    counting as a defect; it is offset-invariant, like the first.
+    """
+    from scipy import ndimage
+
+    out = image.copy()
+    n_hot = 0
+    for c, plane in enumerate(image):
+        med, mad, second = _neighbour_stats(plane, radius)
+        dev = np.abs(plane - med)
+        nonzero = dev[dev > 0]
+        floor = float(np.median(nonzero)) if nonzero.size else 0.0
+        scale = 1.4826 * np.maximum(mad, floor)
+        jump = plane - second
+        hot = (jump > sigma * scale) & (jump > second - med)
+        if hot.any():
+            # wrap for the same reason as above: reflect would count a border pair's twin twice
+            out[c][hot] = ndimage.median_filter(plane, size=3, mode="wrap")[hot]
+            n_hot += int(hot.sum())
+    return out, n_hot
+
+
+def _crop_around(
+    image: np.ndarray, centre: tuple[float, float], size: tuple[int, int]
+) -> np.ndarray:
+    """An [C,h,w] window whose centre pixel (h//2, w//2) sits at ``centre``; zeros outside."""
+    c, H, W = image.shape
+    h, w = size
+    top = int(round(centre[0])) - h // 2
+    left = int(round(centre[1])) - w // 2
+    out = np.zeros((c, h, w), dtype=image.dtype)
+    sy0, sx0 = max(top, 0), max(left, 0)
+    sy1, sx1 = min(top + h, H), min(left + w, W)
+    if sy1 > sy0 and sx1 > sx0:
+        out[:, sy0 - top : sy1 - top, sx0 - left : sx1 - left] = image[:, sy0:sy1, sx0:sx1]
+    return out
+
+
+def intensity_centroid(image: np.ndarray) -> tuple[float, float]:
+    """(row, col) centroid of the channel-summed intensity."""
+    total = image.sum(axis=0)
+    mass = total.sum()
+    rows, cols = np.indices(total.shape)
+    return float((rows * total).sum() / mass), float((cols * total).sum() / mass)
+
+
+def calibrate_capture_psf(
+    path: str | os.PathLike,
+    *,
+    dark_path: str | os.PathLike | None = None,
+    bit_depth: int | None = None,
+    background: str = "corner",
+    corner_fraction: float = 0.05,
+    hot_pixel_sigma: float = 6.0,
+    downsample: int = 1,
+    size: tuple[int, int] | None = None,
+    center: bool = True,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Captured point-source frame -> float32 [C,H,W] PSF with each channel summing to 1.
+
+    Order: dark subtraction, hot pixels, corner background, clip, area downsampling, crop, unit
+    sum. Hot pixels go before the corner estimate so a defect in a corner window (the DiffuserCam
+    sample has one at (0,0)) cannot bias the background; the Hampel test is offset-invariant, so
+    this equals subtracting first. With a dark frame the defects it shares are subtracted first.
+    """
+    path = Path(path)
+    if background not in BACKGROUNDS:
+        raise BadInputError(f"{path}: background must be one of {BACKGROUNDS}, got {background!r}")
+    if int(downsample) != downsample or downsample < 1:
+        raise BadInputError(f"{path}: downsample must be a positive integer, got {downsample!r}")
+    downsample = int(downsample)
+    image = load_image(path, bit_depth).astype(np.float64)
+    info: dict[str, Any] = {"source": str(path), "raw_shape": list(image.shape)}
+
+    if background == "dark":
+        if dark_path is None:
+            raise BadInputError(f"{path}: background 'dark' needs a dark_path")
+        dark = load_image(dark_path, bit_depth).astype(np.float64)
+        if dark.shape[1:] != image.shape[1:] or dark.shape[0] not in (1, image.shape[0]):
+            raise BadInputError(
+                f"{dark_path}: dark frame shape {dark.shape} does not match capture {path} "
+                f"shape {image.shape}"
+            )
+        info["background"] = [
+            float(v) for v in np.broadcast_to(dark, image.shape).mean(axis=(1, 2))
+        ]
+        image = image - dark
+
+    image, info["n_hot_pixels"] = remove_hot_pixels(image, hot_pixel_sigma)
+
+    if background == "corner":
+        c, h, w = image.shape
+        k = max(1, int(round(corner_fraction * min(h, w))))
+        corners = np.concatenate(
+            [
+                image[:, :k, :k].reshape(c, -1),
+                image[:, :k, -k:].reshape(c, -1),
+                image[:, -k:, :k].reshape(c, -1),
+                image[:, -k:, -k:].reshape(c, -1),
+            ],
+            axis=1,
+        )
+        level = corners.mean(axis=1)
+        info["background"] = [float(v) for v in level]
+        info["corner_px"] = k
+        image = image - level[:, None, None]
+    elif background == "none":
+        info["background"] = "none"
+
+    signal = image.sum(axis=(1, 2))
+    if not (signal > 0).all():
+        raise BadInputError(
+            f"{path}: no PSF signal above the background (sum {signal.tolist()} <= 0 after "
+            f"{background} background subtraction)"
+        )
+    image = np.clip(image, 0.0, None)
+    image = area_downsample(image, downsample)
+    info["downsample"] = downsample
+
+    if size is not None:
+        size = (int(size[0]), int(size[1]))
+        c, h, w = image.shape
+        centre = intensity_centroid(image) if center else (h / 2.0, w / 2.0)
+        info["crop_centre"] = [float(centre[0]), float(centre[1])]
+        image = _crop_around(image, centre, size)
+    sums = image.sum(axis=(1, 2))
+    if not (sums > 0).all():
+        raise BadInputError(f"{path}: the cropped/downsampled PSF holds no energy")
+    psf = (image / sums[:, None, None]).astype(np.float32)
+    if not np.isfinite(psf).all():
+        raise BadInputError(f"{path}: PSF has NaN/inf after normalisation")
+    info["shape"] = list(psf.shape)
+    return psf, info
