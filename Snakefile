@@ -10,9 +10,14 @@ if not config:
     configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/calibrate.smk"
 include: "rules/measurements.smk"
+include: "rules/prior.smk"
+include: "rules/nsdd.smk"
 include: "rules/reconstruct.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"

@@ -6,23 +6,25 @@ rule evaluate:
         psf=psf_of_dataset,
     output:
         "results/metrics/{dataset}/{method}/{variant}.csv",
+    log:
+        "logs/evaluate/{dataset}/{method}/{variant}.log",
+    benchmark:
+        "benchmarks/evaluate/{dataset}/{method}/{variant}.tsv"
+    conda:
+        CPU_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         weights_dir=config.get("metrics", {}).get("weights_dir"),
         device=config["device"],
         code=code(
             *CODE_PHYSICS,
+            "data.atomic",
             "metrics.fidelity",
             "metrics.perceptual",
             "metrics.evaluate",
         ),
-    log:
-        "logs/evaluate/{dataset}/{method}/{variant}.log",
-    benchmark:
-        "benchmarks/evaluate/{dataset}/{method}/{variant}.tsv"
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        CPU_ENV
     script:
         "../workflow_scripts/evaluate.py"

@@ -1,5 +1,19 @@
+METHOD_MODULES = {
+    "wiener": ["solvers.wiener"],
+    "admm": ["solvers.admm"],
+    "dps": ["models.prior", "solvers.ddnm", "solvers.dps", "data.shards"],
+    "ddnm": ["models.prior", "solvers.ddnm", "data.shards"],
+    "nsdd": ["models.nsdd"],
+    "nsdd_full": ["models.nsdd"],
+}
+
+
 def method_models(wildcards):
-    """Trained models a method needs, as named inputs (empty for the classic baselines)."""
+    """Trained models a method needs, as named inputs (none for the classic baselines)."""
+    if wildcards.method in ("dps", "ddnm"):
+        return {"prior": prior_dir(wildcards)}
+    if wildcards.method in ("nsdd", "nsdd_full"):
+        return {"student": f"results/{wildcards.method}/{wildcards.dataset}"}
     return {}
 
 

@@ -70,6 +70,7 @@ def atomic_write_h5(
                 handle.attrs[key] = _attr_value(attrs[key])
             if contract is not None:
                 handle.attrs[CONTRACT_ATTR] = contract
+        os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide results from the rest of the group
         os.replace(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name):

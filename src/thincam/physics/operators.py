@@ -214,7 +214,7 @@ class ProductConvolution(ThinCamPhysics):
             raise ValueError(f"psf_grid must be [gy,gx,C,h,w], got shape {tuple(psf_grid.shape)}")
         gy, gx, channels, h, w = psf_grid.shape
         self.image_shape = tuple(image_shape)
-        self.sensor_shape = self.image_shape
+        self.scene_shape = self.sensor_shape = self.image_shape
         self.geometry = _crop_geometry(self.image_shape, (h, w), self.image_shape)
         kernels = psf_grid.reshape(gy * gx, channels, h, w)
         self.register_buffer("H", torch.fft.rfft2(kernels, s=self.geometry.full))

@@ -39,9 +39,53 @@ def _admm(physics, params, context) -> Solve:
     return lambda y, index: admm_tv(physics, y, **params)
 
 
-METHODS: dict[str, Callable] = {"wiener": _wiener, "admm": _admm}
+def _image_seeds(context, index: np.ndarray) -> list[int]:
+    """Per-image seeds: a reconstruction does not depend on which images share its batch."""
+    from thincam.data.shards import image_seed
+
+    return [image_seed(context["seed"], context["dataset"], int(i)) for i in index]
+
+
+def _diffusion(sampler_name: str):
+    def make(physics, params, context) -> Solve:
+        from thincam.models.prior import load_prior
+        from thincam.solvers import ddnm, dps
+
+        sampler = {"dps": dps.dps, "ddnm": ddnm.ddnm_plus}[sampler_name]
+        _check_params(sampler_name, sampler, params, skip=4)
+        unet, scheduler = load_prior(context["models"]["prior"], device=context["device"])
+        shape = (physics.scene_shape[0], physics.scene_shape[1])
+
+        def solve(y, index):
+            seeds = _image_seeds(context, index)
+            x_T = ddnm.initial_noise((len(seeds), unet.config.in_channels, *shape), seeds, y.device)
+            return sampler(
+                physics, y, unet, scheduler, x_T=x_T, generator=ddnm.step_generators(seeds), **params
+            )
+
+        return solve
+
+    return make
+
+
+def _nsdd(physics, params, context) -> Solve:
+    from thincam.models.nsdd import load_student, nsdd_reconstruct
+
+    _check_params("nsdd", nsdd_reconstruct, params, skip=3)
+    student = load_student(context["models"]["student"]).to(context["device"])
+    return lambda y, index: nsdd_reconstruct(student, physics, y, **params)
+
+
+METHODS: dict[str, Callable] = {
+    "wiener": _wiener,
+    "admm": _admm,
+    "dps": _diffusion("dps"),
+    "ddnm": _diffusion("ddnm"),
+    "nsdd": _nsdd,
+    "nsdd_full": _nsdd,
+}
 # DPS needs autograd through the UNet; every other method runs without it.
-GRADIENT_FREE = {"wiener", "admm"}
+GRADIENT_FREE = set(METHODS) - {"dps"}
 
 
 def run_reconstruction(

@@ -1,0 +1,81 @@
+def nsdd_cfg(wildcards):
+    return config["datasets"][wildcards.dataset]["nsdd"]
+
+
+def target_shards(wildcards):
+    n_shards = nsdd_cfg(wildcards)["n_shards"]
+    return [
+        f"results/targets/{wildcards.dataset}/shard-{k:04d}.h5" for k in range(n_shards)
+    ]
+
+
+rule ddnm_targets:
+    """One shard of DDNM+ teacher targets of the training split (a GPU job on a cluster)."""
+    input:
+        data="results/data/{dataset}/train.h5",
+        psf=psf_of_dataset,
+        prior=prior_dir,
+    output:
+        "results/targets/{dataset}/shard-{shard}.h5",
+    log:
+        "logs/ddnm_targets/{dataset}/shard-{shard}.log",
+    benchmark:
+        "benchmarks/ddnm_targets/{dataset}/shard-{shard}.tsv"
+    wildcard_constraints:
+        shard=r"\d{4}",
+    conda:
+        GPU_ENV if config["device"] == "cuda" else CPU_ENV
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=1,
+    params:
+        operator=lambda w: nsdd_cfg(w).get("operator", {}),
+        teacher=lambda w: nsdd_cfg(w)["teacher"],
+        n_shards=lambda w: nsdd_cfg(w)["n_shards"],
+        batch_size=lambda w: nsdd_cfg(w)["batch_size"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code(*CODE_PHYSICS, "models.prior", "solvers.ddnm", "data.shards"),
+    script:
+        "../workflow_scripts/ddnm_targets.py"
+
+
+rule distill_nsdd:
+    """The single-pass NSDD student (or its no-null-space ablation) from the target shards only."""
+    input:
+        shards=target_shards,
+        psf=psf_of_dataset,
+        prior=prior_dir,
+    output:
+        directory("results/{student}/{dataset}"),
+    log:
+        "logs/distill_nsdd/{student}/{dataset}.log",
+    benchmark:
+        "benchmarks/distill_nsdd/{student}/{dataset}.tsv"
+    wildcard_constraints:
+        student="nsdd|nsdd_full",
+    conda:
+        GPU_ENV if config["device"] == "cuda" else CPU_ENV
+    threads: workflow.cores
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 120 * attempt,
+        gpu=1,
+    params:
+        operator=lambda w: nsdd_cfg(w).get("operator", {}),
+        student=lambda w: {
+            **nsdd_cfg(w)["student"],
+            "mode": "null" if w.student == "nsdd" else "full",
+        },
+        seed=config["seed"],
+        device=config["device"],
+        code=code(
+            *CODE_PHYSICS,
+            "models.prior",
+            "models.nsdd",
+            "models.distill",
+            "data.shards",
+        ),
+    script:
+        "../workflow_scripts/distill_nsdd.py"

@@ -1,0 +1,30 @@
+def prior_dir(wildcards):
+    """A local pretrained prior when configured (no training job), else the trained default."""
+    prior = config["datasets"][wildcards.dataset]["prior"]
+    return config["priors"][prior].get("path") or f"results/prior/{prior}"
+
+
+rule train_prior:
+    """A tiny DDPM prior (diffusers UNet2DModel) trained on a dataset's clean training images."""
+    input:
+        data=lambda w: f"results/data/{config['priors'][w.prior]['dataset']}/train.h5",
+    output:
+        directory("results/prior/{prior}"),
+    log:
+        "logs/train_prior/{prior}.log",
+    benchmark:
+        "benchmarks/train_prior/{prior}.tsv"
+    conda:
+        GPU_ENV if config["device"] == "cuda" else CPU_ENV
+    threads: workflow.cores
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        train=lambda w: config["priors"][w.prior]["train"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code(*CODE_IO, "models.prior"),
+    script:
+        "../workflow_scripts/train_prior.py"

@@ -1,0 +1,147 @@
+localrules:
+    aggregate,
+    quality_vs_time,
+    qualitative,
+    sweep,
+    capture_figure,
+
+
+REPORT_CODE = CODE_IO + (
+    "data.atomic",
+    "metrics.fidelity",
+    "report.tables",
+    "report.figures",
+)
+
+
+def paper_tables():
+    """{output path: (table kind, dataset)} for the paper tables the config asks for."""
+    return {
+        f"results/tables/{kind}.csv": (kind, dataset)
+        for kind, dataset in config.get("tables", {}).items()
+        if dataset is not None
+    }
+
+
+rule aggregate:
+    """All per-image metrics -> results/tables/metrics.csv and the papers' tables."""
+    input:
+        metrics=metric_csvs(),
+        recons=recon_files(),
+        data=[f"results/data/{d}/test.h5" for d, _, _ in recon_targets()],
+    output:
+        metrics=report(
+            "results/tables/metrics.csv",
+            category="Tables",
+            caption="../report/metrics.rst",
+        ),
+        tables=[
+            report(path, category="Tables", caption="../report/metrics.rst")
+            for path in paper_tables()
+        ],
+    log:
+        "logs/aggregate.log",
+    conda:
+        CPU_ENV
+    params:
+        tables=paper_tables(),
+        code=code(*CODE_IO, "data.atomic", "report.tables", "report.workflow"),
+    script:
+        "../workflow_scripts/aggregate.py"
+
+
+rule quality_vs_time:
+    """Best available perceptual metric against median latency (NSDD Fig. 1 right)."""
+    input:
+        "results/tables/metrics.csv",
+    output:
+        png=report(
+            "results/figures/quality_vs_time_{dataset}.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/quality_vs_time.rst",
+        ),
+        pdf="results/figures/quality_vs_time_{dataset}.pdf",
+    log:
+        "logs/figures/quality_vs_time_{dataset}.log",
+    conda:
+        CPU_ENV
+    params:
+        code=code(*REPORT_CODE),
+    script:
+        "../workflow_scripts/quality_vs_time.py"
+
+
+rule sweep:
+    """Metric against the swept parameter of each method (NSDD Fig. 3)."""
+    input:
+        "results/tables/metrics.csv",
+    output:
+        png=report(
+            "results/figures/sweep_{dataset}.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/sweep.rst",
+        ),
+        pdf="results/figures/sweep_{dataset}.pdf",
+    log:
+        "logs/figures/sweep_{dataset}.log",
+    conda:
+        CPU_ENV
+    params:
+        sweeps=lambda w: config["datasets"][w.dataset]["sweeps"],
+        code=code(*REPORT_CODE),
+    script:
+        "../workflow_scripts/sweep.py"
+
+
+rule qualitative:
+    """Measurement, every method, reference for a few test images (NSDD Fig. 5)."""
+    input:
+        data="results/data/{dataset}/test.h5",
+        recons=lambda w: [
+            f"results/recon/{d}/{m}/{v}.h5"
+            for d, m, v in recon_targets()
+            if d == w.dataset
+        ],
+    output:
+        png=report(
+            "results/figures/qualitative_{dataset}.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/qualitative.rst",
+        ),
+        pdf="results/figures/qualitative_{dataset}.pdf",
+    log:
+        "logs/figures/qualitative_{dataset}.log",
+    conda:
+        CPU_ENV
+    params:
+        n_images=config["figures"].get("qualitative_images", 4),
+        code=code(*REPORT_CODE, "report.workflow"),
+    script:
+        "../workflow_scripts/qualitative.py"
+
+
+rule capture_figure:
+    """A real capture beside its reconstruction (e.g. the DiffuserCam hand)."""
+    input:
+        data="results/data/{dataset}/test.h5",
+        recon=lambda w: f"results/recon/{w.dataset}/{config['figures']['capture_figures'][w.dataset]}.h5",
+    output:
+        png=report(
+            "results/figures/capture_{dataset}.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/capture.rst",
+        ),
+        pdf="results/figures/capture_{dataset}.pdf",
+    log:
+        "logs/figures/capture_{dataset}.log",
+    conda:
+        CPU_ENV
+    params:
+        title=lambda w: f"{w.dataset}: {config['figures']['capture_figures'][w.dataset]}",
+        code=code(*REPORT_CODE),
+    script:
+        "../workflow_scripts/capture_figure.py"

@@ -1,0 +1,383 @@
+"""Aggregation of per-image metric CSVs into results/tables/metrics.csv, and the paper tables.
+
+pandas and h5py only: these run as their own Snakemake jobs, where importing torch would cost more
+than the work. A missing metric stays NaN, written as an empty cell, never 0.
+
+Metadata comes in as one dict per reconstruction (see :func:`read_recon_meta`, which reads it from
+the recon and dataset HDF5 attributes), because the camera lives in the dataset file, not in the
+recon file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from thincam.data.atomic import write_csv_atomic
+
+from thincam.data.h5io import read_h5
+from thincam.errors import BadInputError
+
+log = logging.getLogger(__name__)
+
+CORE_COLUMNS = [
+    "dataset",
+    "camera",
+    "method",
+    "variant",
+    "n_images",
+    "psnr",
+    "ssim",
+    "lpips",
+    "dists",
+    "musiq",
+    "clipiqa",
+    "consistency",
+    "latency_s",
+    "peak_mem_mb",
+    "device",
+]
+META_KEYS = ("dataset", "camera", "method", "variant", "peak_mem_mb", "device")
+PER_IMAGE_REQUIRED = [
+    "index",
+    "psnr",
+    "ssim",
+    "lpips",
+    "dists",
+    "musiq",
+    "clipiqa",
+    "consistency",
+    "latency_s",
+]
+
+# name -> (label in tables and figures, lower is better)
+METRICS: dict[str, tuple[str, bool]] = {
+    "psnr": ("PSNR", False),
+    "ssim": ("SSIM", False),
+    "lpips": ("LPIPS", True),
+    "dists": ("DISTS", True),
+    "musiq": ("MUSIQ", False),
+    "clipiqa": ("CLIP-IQA", False),
+    "ms_ssim": ("MS-SSIM", False),
+    "gmsd": ("GMSD", True),
+    "fsim": ("FSIM", False),
+    "vif": ("VIF", False),
+    "nlpd": ("NLPD", True),
+    "piqe": ("PIQE", True),
+    "consistency": ("consistency", True),
+}
+# The quality metric a table or figure shows: the first with any value. Full-reference perceptual
+# ones, then PSNR, then no-reference ones (all a capture without ground truth has).
+PERCEPTUAL_PREFERENCE = (
+    "lpips",
+    "dists",
+    "ms_ssim",
+    "gmsd",
+    "fsim",
+    "vif",
+    "nlpd",
+    "psnr",
+    "musiq",
+    "clipiqa",
+    "piqe",
+)
+WEIGHT_FREE_EXTRAS = ("ms_ssim", "gmsd", "fsim", "vif", "nlpd", "piqe")
+
+METHOD_LABELS = {
+    "wiener": "Wiener",
+    "admm": "ADMM",
+    "dps": "DPS",
+    "ddnm": "DDNM+",
+    "nsdd": "NSDD",
+    "dmdiff": "DMDiff",
+}
+NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "nsdd")
+# Ablation row label -> dmdiff variant name in the config.
+ABLATION_VARIANTS = {
+    "no SVDA": "no_svda",
+    "SVDA w/o FWHM": "svda_no_fwhm",
+    "w/o negative path": "no_negative",
+    "full": "full",
+}
+_DECIMALS = {"psnr": 2, "musiq": 2, "piqe": 2, "peak_mem_mb": 1}
+
+
+def _params_json(params: Any) -> str:
+    """Canonical JSON of a variant's parameters, so equal parameters compare equal as text."""
+    if isinstance(params, str):
+        params = json.loads(params) if params else {}
+    return json.dumps(params or {}, sort_keys=True)
+
+
+def read_recon_meta(recon_path: str | os.PathLike, data_path: str | os.PathLike) -> dict:
+    """The :func:`aggregate` metadata of one reconstruction, from its recon and dataset attributes."""
+    _, recon = read_h5(recon_path, names=[], contract="recon")
+    _, data = read_h5(data_path, names=[], contract="dataset")
+    for path, attrs, keys in (
+        (recon_path, recon, ("dataset", "method", "variant", "peak_mem_mb", "device")),
+        (data_path, data, ("dataset", "camera")),
+    ):
+        missing = [key for key in keys if key not in attrs]
+        if missing:
+            raise BadInputError(f"{path}: attribute(s) {missing} missing")
+    if recon["dataset"] != data["dataset"]:
+        raise BadInputError(
+            f"{recon_path} reconstructs dataset {recon['dataset']!r} but {data_path} is {data['dataset']!r}"
+        )
+    return {
+        "dataset": recon["dataset"],
+        "camera": data["camera"],
+        "method": recon["method"],
+        "variant": recon["variant"],
+        "peak_mem_mb": float(recon["peak_mem_mb"]),
+        "device": recon["device"],
+        "params": _params_json(recon.get("params", {})),
+    }
+
+
+def _read_per_image(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise BadInputError(f"{path}: not a readable metrics CSV ({err})") from err
+    missing = [c for c in PER_IMAGE_REQUIRED if c not in df.columns]
+    if missing:
+        raise BadInputError(f"{path}: column(s) {missing} missing")
+    if df.empty:
+        raise BadInputError(f"{path}: no images")
+    for column in df.columns:
+        try:
+            df[column] = pd.to_numeric(df[column]).astype(float)
+        except (ValueError, TypeError) as err:
+            raise BadInputError(f"{path}: column {column!r} is not numeric ({err})") from err
+    return df
+
+
+def aggregate(
+    metric_csvs: Sequence[str | os.PathLike],
+    recon_meta: Sequence[Mapping[str, Any]],
+    out_csv: str | os.PathLike,
+) -> pd.DataFrame:
+    """One row per (dataset, method, variant): means over images, median latency; written to out_csv.
+
+    A metric missing for any image of a run stays NaN rather than becoming the mean of the rest.
+    Columns: :data:`CORE_COLUMNS`, then extra metrics in per-image CSV order, then ``params``.
+    """
+    if len(metric_csvs) != len(recon_meta):
+        raise BadInputError(
+            f"{len(metric_csvs)} metric CSVs but {len(recon_meta)} recon metadata entries"
+        )
+    rows, extras = [], []
+    for path, meta in zip(metric_csvs, recon_meta):
+        missing = [key for key in META_KEYS if key not in meta]
+        if missing:
+            raise BadInputError(f"metadata for {path} lacks {missing}")
+        per_image = _read_per_image(path)
+        row = {key: meta[key] for key in META_KEYS}
+        row["n_images"] = len(per_image)
+        for column in per_image.columns.drop("index"):
+            if column == "latency_s":
+                row[column] = per_image[column].median()
+            else:
+                row[column] = per_image[column].mean(skipna=False)
+            if column not in CORE_COLUMNS and column not in extras:
+                extras.append(column)
+        row["params"] = _params_json(meta.get("params", {}))
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=CORE_COLUMNS + extras + ["params"])
+    key = ["dataset", "method", "variant"]
+    duplicated = df.duplicated(key, keep=False)
+    if duplicated.any():
+        sources = [str(p) for p, dup in zip(metric_csvs, duplicated) if dup]
+        raise BadInputError(
+            f"runs {df.loc[duplicated, key].drop_duplicates().values.tolist()} appear more than once,"
+            f" in {sources}"
+        )
+    df = df.sort_values(["dataset", "method", "variant"], kind="stable").reset_index(drop=True)
+    write_csv_atomic(df, out_csv)
+    return df
+
+
+def read_metrics(metrics_csv: str | os.PathLike) -> pd.DataFrame:
+    """results/tables/metrics.csv, checked for the columns the tables and figures rely on."""
+    try:
+        df = pd.read_csv(metrics_csv, keep_default_na=False, na_values=[""])
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise BadInputError(f"{metrics_csv}: not a readable metrics table ({err})") from err
+    missing = [c for c in CORE_COLUMNS + ["params"] if c not in df.columns]
+    if missing:
+        raise BadInputError(f"{metrics_csv}: column(s) {missing} missing")
+    return df
+
+
+def best_perceptual(df: pd.DataFrame, exclude: Sequence[str] = ()) -> str:
+    """The first metric of :data:`PERCEPTUAL_PREFERENCE` (less ``exclude``) with any value in ``df``.
+
+    psnr when none has one, so the caller's message names the metric it found missing.
+    """
+    for name in PERCEPTUAL_PREFERENCE:
+        if name not in exclude and name in df.columns and df[name].notna().any():
+            return name
+    return "psnr"
+
+
+def dataset_rows(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The rows of one dataset, with a lower-case ``method_key`` to match method names on."""
+    rows = df[df["dataset"] == dataset]
+    if rows.empty:
+        raise BadInputError(
+            f"no results for dataset {dataset!r}; have {sorted(df['dataset'].unique())}"
+        )
+    return rows.assign(method_key=rows["method"].str.lower())
+
+
+def param_values(rows: pd.DataFrame, name: str) -> pd.Series:
+    """Each run's value of parameter ``name`` from its ``params`` JSON; None where it has none."""
+    return rows["params"].map(
+        lambda p: json.loads(p).get(name) if isinstance(p, str) and p else None
+    )
+
+
+def _best_row(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """The row with the best value of ``metric`` (NaN last); the only row if there is one."""
+    lower_better = METRICS[metric][1]
+    ranked = rows.sort_values(metric, ascending=lower_better, na_position="last", kind="stable")
+    return ranked.iloc[0]
+
+
+def _table(rows: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
+    """Method and Variant, then ``columns`` (metric name -> header), rounded for print."""
+    table = pd.DataFrame(
+        {
+            "Method": [METHOD_LABELS.get(m, m) for m in rows["method_key"]],
+            "Variant": list(rows["variant"]),
+        }
+    )
+    for name, header in columns.items():
+        values = rows[name].to_numpy(dtype=float)
+        if name == "latency_s":  # spans 1e-4 to 10 s: significant digits, not decimals
+            table[header] = [float(f"{v:.3g}") for v in values]
+        else:
+            table[header] = values.round(_DECIMALS.get(name, 4))
+    return table
+
+
+def _finish(table: pd.DataFrame, out_csv: str | os.PathLike | None) -> pd.DataFrame:
+    if out_csv is not None:
+        write_csv_atomic(table, out_csv)
+    return table
+
+
+def nsdd_main_table(
+    metrics_df: pd.DataFrame,
+    dataset: str,
+    out_csv: str | os.PathLike | None = None,
+    variants: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Method | Variant | PSNR | SSIM | <perceptual> | consistency | time (s) | memory (MB).
+
+    Rows Wiener, ADMM, DPS, DDNM+, NSDD (those present). A method's row is the variant named in
+    ``variants`` (method -> variant), else its best by the perceptual metric; pass ``variants``
+    chosen on a validation split, since picking on the reported split flatters every method.
+    """
+    rows = dataset_rows(metrics_df, dataset)
+    metric = best_perceptual(rows)
+    chosen = []
+    for method in NSDD_TABLE_METHODS:
+        candidates = rows[rows["method_key"] == method]
+        if variants and method in variants:
+            candidates = candidates[candidates["variant"] == variants[method]]
+            if candidates.empty:
+                raise BadInputError(
+                    f"{dataset}: no {method} variant {variants[method]!r} in the metrics table"
+                )
+        if candidates.empty:
+            log.warning("%s: no %s results; its row is left out of the NSDD table", dataset, method)
+            continue
+        chosen.append(_best_row(candidates, metric))
+    if not chosen:
+        raise BadInputError(f"{dataset}: none of {NSDD_TABLE_METHODS} in the metrics table")
+    names = ["psnr", "ssim"] + ([metric] if metric != "psnr" else []) + ["consistency"]
+    columns = {n: METRICS[n][0] for n in names} | {
+        "latency_s": "time (s)",
+        "peak_mem_mb": "memory (MB)",
+    }
+    return _finish(_table(pd.DataFrame(chosen), columns), out_csv)
+
+
+def _dmdiff_columns(rows: pd.DataFrame) -> dict[str, str]:
+    """PSNR, SSIM, the four learned metrics (empty when absent), and the weight-free ones present."""
+    names = ["psnr", "ssim", "lpips", "dists", "musiq", "clipiqa"]
+    names += [n for n in WEIGHT_FREE_EXTRAS if n in rows.columns and rows[n].notna().any()]
+    return {n: METRICS[n][0] for n in names}
+
+
+def dmdiff_main_table(
+    metrics_df: pd.DataFrame,
+    dataset: str,
+    out_csv: str | os.PathLike | None = None,
+    variants: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Wiener (its best variant) and the DMDiff variants (all, or ``variants`` in that order)."""
+    rows = dataset_rows(metrics_df, dataset)
+    dmdiff = rows[rows["method_key"] == "dmdiff"]
+    if variants is not None:
+        dmdiff = _pick_variants(dmdiff, variants, dataset)
+    if dmdiff.empty:
+        raise BadInputError(f"{dataset}: no dmdiff results in the metrics table")
+    wiener = rows[rows["method_key"] == "wiener"]
+    selected = (
+        dmdiff
+        if wiener.empty
+        else pd.concat([_best_row(wiener, best_perceptual(rows)).to_frame().T, dmdiff])
+    )
+    return _finish(_table(selected, _dmdiff_columns(rows)), out_csv)
+
+
+def _pick_variants(rows: pd.DataFrame, variants: Sequence[str], dataset: str) -> pd.DataFrame:
+    missing = [v for v in variants if v not in set(rows["variant"])]
+    if missing:
+        raise BadInputError(
+            f"{dataset}: dmdiff variant(s) {missing} not in the metrics table; have {sorted(rows['variant'])}"
+        )
+    return rows.set_index("variant", drop=False).loc[list(variants)]
+
+
+def alpha_sweep_table(
+    metrics_df: pd.DataFrame,
+    dataset: str,
+    out_csv: str | os.PathLike | None = None,
+    variants: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The DMDiff runs whose params set the decoder mix ``alpha`` (or just ``variants``), by alpha."""
+    rows = dataset_rows(metrics_df, dataset)
+    dmdiff = rows[rows["method_key"] == "dmdiff"]
+    if variants is not None:
+        dmdiff = _pick_variants(dmdiff, variants, dataset)
+    alphas = param_values(dmdiff, "alpha")
+    swept = dmdiff.assign(alpha=alphas)[alphas.notna()]
+    if swept.empty:
+        raise BadInputError(f"{dataset}: no dmdiff run has an 'alpha' parameter")
+    swept = swept.assign(alpha=swept["alpha"].astype(float)).sort_values("alpha", kind="stable")
+    table = _table(swept, _dmdiff_columns(rows))
+    table.insert(2, "alpha", swept["alpha"].to_numpy())
+    return _finish(table, out_csv)
+
+
+def dmdiff_ablation_table(
+    metrics_df: pd.DataFrame,
+    dataset: str,
+    out_csv: str | os.PathLike | None = None,
+    variants: Mapping[str, str] = ABLATION_VARIANTS,
+) -> pd.DataFrame:
+    """One row per ablation (label -> dmdiff variant), in the order given; every one must exist."""
+    rows = dataset_rows(metrics_df, dataset)
+    picked = _pick_variants(rows[rows["method_key"] == "dmdiff"], list(variants.values()), dataset)
+    table = _table(picked, _dmdiff_columns(rows))
+    table.insert(0, "Ablation", list(variants))
+    return _finish(table.drop(columns="Method"), out_csv)

@@ -1,0 +1,18 @@
+from thincam.data.shards import compute_target_shard
+from thincam.logs import log_to
+
+with log_to(snakemake.log[0]):
+    compute_target_shard(
+        snakemake.input.data,
+        snakemake.input.psf,
+        snakemake.params.operator,
+        snakemake.input.prior,
+        snakemake.output[0],
+        shard=int(snakemake.wildcards.shard),
+        n_shards=snakemake.params.n_shards,
+        teacher=snakemake.params.teacher,
+        base_seed=snakemake.params.seed,
+        dataset=snakemake.wildcards.dataset,
+        batch_size=snakemake.params.batch_size,
+        device=snakemake.params.device,
+    )

@@ -1,0 +1,11 @@
+from thincam.logs import log_to
+from thincam.models.prior import train_prior_on_dataset
+
+with log_to(snakemake.log[0]):
+    train_prior_on_dataset(
+        snakemake.input.data,
+        snakemake.output[0],
+        snakemake.params.train,
+        seed=snakemake.params.seed,
+        device=snakemake.params.device,
+    )
