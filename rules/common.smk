@@ -45,6 +45,15 @@ def ingested_datasets():
     return [d for d, spec in config["datasets"].items() if "captures" in spec]
 
 
+MEASUREMENT_KEYS = ("camera", "image_size", "source", "captures", "operator", "noise", "splits")
+
+
+def measurement_params(wildcards):
+    """Only the keys that shape a dataset's files: editing its methods must not re-simulate it."""
+    spec = config["datasets"][wildcards.dataset]
+    return {key: spec[key] for key in MEASUREMENT_KEYS if key in spec}
+
+
 def dataset_camera(wildcards):
     return config["datasets"][wildcards.dataset]["camera"]
 

@@ -16,7 +16,7 @@ rule simulate_measurements:
         mem_mb=4000,
         runtime=20,
     params:
-        dataset=lambda w: config["datasets"][w.dataset],
+        dataset=measurement_params,
         seed=config["seed"],
         code=code(
             *CODE_PHYSICS,
@@ -48,7 +48,7 @@ rule ingest_captures:
         mem_mb=4000,
         runtime=20,
     params:
-        dataset=lambda w: config["datasets"][w.dataset],
+        dataset=measurement_params,
         seed=config["seed"],
         code=code(
             *CODE_IO, "optics.capture", "data.simulate", "data.splits", "data.ingest"

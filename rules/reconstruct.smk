@@ -32,15 +32,16 @@ rule reconstruct:
     conda:
         CPU_ENV
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+        gpu=1 if config["device"] == "cuda" else 0,
     params:
         params=variant_params,
         timing=config["timing"],
         seed=config["seed"],
         device=config["device"],
         code=lambda w: code(
-            *CODE_PHYSICS, "metrics.timing", "solvers.run", f"solvers.{w.method}"
+            *CODE_PHYSICS, "metrics.timing", "solvers.run", *METHOD_MODULES[w.method]
         ),
     script:
         "../workflow_scripts/reconstruct.py"
