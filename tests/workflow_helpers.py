@@ -34,6 +34,12 @@ def tiny_config() -> dict:
             for params in variants.values():
                 if "n_iter" in params:
                     params["n_iter"] = 5
+                if "steps" in params:
+                    params["steps"] = max(2, params["steps"] // 20)
+    faces["nsdd"]["n_shards"] = 2
+    faces["nsdd"]["teacher"]["steps"] = 4
+    faces["nsdd"]["student"].update(steps=6, batch_size=4, checkpoint_every=3)
+    config["priors"]["faces"]["train"].update(steps=10, batch_size=4)
     config["timing"] = {"warmup": 0, "repeats": 1, "n_images": 1}
     return config
 

@@ -1,6 +1,10 @@
+import torch
+
 from thincam.data.shards import compute_target_shard
 from thincam.logs import log_to
 
+# Oversubscribed torch threads ran ADMM and metrics 3-60x slower on these shared cores.
+torch.set_num_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
     compute_target_shard(
         snakemake.input.data,

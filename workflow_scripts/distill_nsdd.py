@@ -1,6 +1,10 @@
+import torch
+
 from thincam.logs import log_to
 from thincam.models.distill import distill_nsdd
 
+# Oversubscribed torch threads ran ADMM and metrics 3-60x slower on these shared cores.
+torch.set_num_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
     distill_nsdd(
         snakemake.input.shards,

@@ -1,6 +1,10 @@
+import torch
+
 from thincam.logs import log_to
 from thincam.models.prior import train_prior_on_dataset
 
+# Oversubscribed torch threads ran ADMM and metrics 3-60x slower on these shared cores.
+torch.set_num_threads(snakemake.threads)
 with log_to(snakemake.log[0]):
     train_prior_on_dataset(
         snakemake.input.data,
