@@ -45,7 +45,15 @@ def ingested_datasets():
     return [d for d, spec in config["datasets"].items() if "captures" in spec]
 
 
-MEASUREMENT_KEYS = ("camera", "image_size", "source", "captures", "operator", "noise", "splits")
+MEASUREMENT_KEYS = (
+    "camera",
+    "image_size",
+    "source",
+    "captures",
+    "operator",
+    "noise",
+    "splits",
+)
 
 
 def measurement_params(wildcards):

@@ -48,7 +48,12 @@ rule distill_nsdd:
         psf=psf_of_dataset,
         prior=prior_dir,
     output:
-        directory("results/{student}/{dataset}"),
+        # Listed one by one (not the folder) so that Snakemake's clean-up of a killed job keeps
+        # the checkpoint, which lives outside them, and a re-run resumes from it.
+        model=directory("results/{student}/{dataset}/model"),
+        curve="results/{student}/{dataset}/training_curve.csv",
+        plot="results/{student}/{dataset}/training_curve.png",
+        marker="results/{student}/{dataset}/distill.json",
     log:
         "logs/distill_nsdd/{student}/{dataset}.log",
     benchmark:
@@ -68,6 +73,7 @@ rule distill_nsdd:
             **nsdd_cfg(w)["student"],
             "mode": "null" if w.student == "nsdd" else "full",
         },
+        checkpoint="results/checkpoints/{student}/{dataset}.pt",
         seed=config["seed"],
         device=config["device"],
         code=code(

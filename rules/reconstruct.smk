@@ -13,7 +13,9 @@ def method_models(wildcards):
     if wildcards.method in ("dps", "ddnm"):
         return {"prior": prior_dir(wildcards)}
     if wildcards.method in ("nsdd", "nsdd_full"):
-        return {"student": f"results/{wildcards.method}/{wildcards.dataset}"}
+        return {
+            "student": f"results/{wildcards.method}/{wildcards.dataset}/distill.json"
+        }
     return {}
 
 

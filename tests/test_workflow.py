@@ -1,11 +1,13 @@
 """The whole workflow on a tiny config in a temporary directory: files follow the contracts."""
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from thincam.data.h5io import read_h5
-from workflow_helpers import run_snakemake, tiny_config
+from workflow_helpers import copy_workflow, planned_jobs, run_snakemake, tiny_config
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -72,3 +74,47 @@ def test_noop_rerun_and_figures_only(finished_run):
     planned = result.stdout
     assert "reconstruct" not in planned and "evaluate" not in planned
     assert "aggregate" in planned
+
+
+def _plan(finished_run, config, **kwargs):
+    workdir, _ = finished_run
+    result = run_snakemake(workdir, config, "-n", **kwargs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return planned_jobs(result)
+
+
+FIGURES_OF_FACES = {"aggregate": 1, "quality_vs_time": 2, "sweep": 1, "qualitative": 1, "all": 1}
+
+
+def test_incremental_variant_change(finished_run):
+    """One variant's parameter: only its reconstruct/evaluate, the tables and the figures."""
+    _, config = finished_run
+    changed = copy.deepcopy(config)
+    changed["datasets"]["faces_dots"]["methods"]["wiener"]["K1e-2"]["K"] = 0.02
+    assert _plan(finished_run, changed) == {"reconstruct": 1, "evaluate": 1, **FIGURES_OF_FACES}
+
+
+def test_incremental_plot_setting(finished_run):
+    _, config = finished_run
+    changed = copy.deepcopy(config)
+    changed["figures"]["qualitative_images"] = 2
+    assert _plan(finished_run, changed) == {"qualitative": 2, "all": 1}
+
+
+def test_incremental_solver_edit(finished_run, tmp_path):
+    """Editing the Wiener module re-runs the Wiener jobs and their descendants, nothing else."""
+    _, config = finished_run
+    snakefile = copy_workflow(tmp_path)
+    wiener = tmp_path / "src/thincam/solvers/wiener.py"
+    wiener.write_text(wiener.read_text() + "\n# edited\n")
+    plan = _plan(finished_run, config, snakefile=snakefile)
+    n_wiener = sum(len(d["methods"].get("wiener", {})) for d in config["datasets"].values())
+    assert plan == {
+        "reconstruct": n_wiener,
+        "evaluate": n_wiener,
+        "aggregate": 1,
+        "quality_vs_time": 2,
+        "sweep": 1,
+        "qualitative": 2,
+        "all": 1,
+    }

@@ -44,17 +44,43 @@ def tiny_config() -> dict:
     return config
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900):
+def run_snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900, snakefile: Path | None = None):
     """Run snakemake in ``workdir`` with ``config``; returns the CompletedProcess."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     command = [
         str(SNAKEMAKE),
-        "--snakefile", str(REPO / "Snakefile"),
+        "--snakefile", str(snakefile or REPO / "Snakefile"),
         "--directory", str(workdir),
         "--configfile", str(config_path),
         "--cores", "2",
         *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """Rule -> job count from a dry run's "Job stats" table (empty when nothing is to be done)."""
+    counts, in_table = {}, False
+    for line in (result.stdout + result.stderr).splitlines():
+        parts = line.split()
+        if line.startswith("Job stats"):
+            in_table, counts = True, {}
+        elif in_table and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] == "total":
+                in_table = False
+            else:
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def copy_workflow(target: Path) -> Path:
+    """A copy of the workflow's source (Snakefile, rules, scripts, library) to edit in a test."""
+    import shutil
+
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, target / name)
+    for name in ("rules", "workflow_scripts", "schemas", "report", "src", "profiles"):
+        shutil.copytree(REPO / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return target / "Snakefile"

@@ -1,3 +1,5 @@
+import os
+
 import torch
 
 from thincam.logs import log_to
@@ -11,8 +13,9 @@ with log_to(snakemake.log[0]):
         snakemake.input.psf,
         snakemake.params.operator,
         snakemake.input.prior,
-        snakemake.output[0],
+        os.path.dirname(snakemake.output.marker),
         snakemake.params.student,
         seed=snakemake.params.seed,
         device=snakemake.params.device,
+        checkpoint_path=snakemake.params.checkpoint,
     )

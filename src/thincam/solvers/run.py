@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -72,7 +73,8 @@ def _nsdd(physics, params, context) -> Solve:
     from thincam.models.nsdd import load_student, nsdd_reconstruct
 
     _check_params("nsdd", nsdd_reconstruct, params, skip=3)
-    student = load_student(context["models"]["student"]).to(context["device"])
+    # The student input is its output folder's completion marker: load the folder.
+    student = load_student(Path(context["models"]["student"]).parent).to(context["device"])
     return lambda y, index: nsdd_reconstruct(student, physics, y, **params)
 
 

@@ -1,0 +1,230 @@
+"""The diffusion prior: a small diffusers UNet2DModel trained on clean images, or a local
+pretrained diffusers model. Both are stored and loaded in the diffusers ``save_pretrained`` layout
+so the solvers never care where the prior came from.
+
+Images are float32 in [0, 1]; the prior sees them mapped to [-1, 1] (the DDPM convention).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from thincam.errors import BadInputError, MissingWeightsError
+
+# Sized for the embedded default (DESIGN.md 4, 8): 1.06 M parameters at 32 px, about 0.2 s per
+# training step at batch 16 on 2 CPU cores, so 1500 steps is ~5 min on an idle machine.
+DEFAULT_PRIOR_CFG: dict[str, Any] = {
+    "steps": 1500,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "num_train_timesteps": 1000,
+    "beta_schedule": "linear",
+}
+
+# Our names for the beta schedules, mapped to diffusers' names.
+BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "squaredcos_cap_v2": "squaredcos_cap_v2"}
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+LOSS_CSV = "loss.csv"
+PRIOR_JSON = "prior.json"
+
+
+def prior_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults overlaid with ``cfg``; an unknown key is an error (a typo would silently be ignored)."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(DEFAULT_PRIOR_CFG))
+    if unknown:
+        raise BadInputError(f"prior cfg: unknown key(s) {unknown}; known: {sorted(DEFAULT_PRIOR_CFG)}")
+    merged = {**DEFAULT_PRIOR_CFG, **cfg}
+    if merged["beta_schedule"] not in BETA_SCHEDULES:
+        raise BadInputError(
+            f"prior cfg: beta_schedule must be one of {sorted(BETA_SCHEDULES)}, got {merged['beta_schedule']!r}"
+        )
+    return merged
+
+
+def build_unet(image_shape: tuple[int, int, int], cfg: Mapping[str, Any]):
+    """A tiny UNet2DModel without attention: attention barely helps at 32 px and doubles CPU time."""
+    from diffusers import UNet2DModel
+
+    channels, height, width = image_shape
+    levels = len(cfg["block_out_channels"])
+    return UNet2DModel(
+        sample_size=(height, width),
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=tuple(cfg["block_out_channels"]),
+        layers_per_block=cfg["layers_per_block"],
+        down_block_types=("DownBlock2D",) * levels,
+        up_block_types=("UpBlock2D",) * levels,
+        norm_num_groups=min(32, min(cfg["block_out_channels"])),
+    )
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Swap a finished temp directory into place; a killed job leaves only a hidden temp dir."""
+    if out.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, trash / out.name)
+        os.replace(tmp, out)
+        shutil.rmtree(trash)
+    else:
+        os.replace(tmp, out)
+
+
+def train_prior(
+    images: np.ndarray, out_dir: str | os.PathLike, cfg: Mapping[str, Any] | None, seed: int, device: str = "cpu"
+) -> None:
+    """Train an epsilon-prediction DDPM prior on ``images`` [N,C,H,W] in [0,1] and save it.
+
+    Writes ``out_dir/unet/``, ``out_dir/scheduler/`` (diffusers layout), ``loss.csv`` (step, loss)
+    and ``prior.json`` (training facts). Everything random (init, batches, flips, noise, timesteps)
+    comes from ``seed`` (drawn on the CPU whatever ``device``), so a re-run on the same machine
+    gives the same weights.
+    """
+    import torch
+    from diffusers import DDPMScheduler
+    from tqdm import tqdm
+
+    cfg = prior_config(cfg)
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or len(images) == 0:
+        raise BadInputError(f"train_prior: images must be a non-empty [N,C,H,W] array, got shape {images.shape}")
+    if not np.all(np.isfinite(images)) or images.min() < 0 or images.max() > 1:
+        raise BadInputError("train_prior: images must be finite and in [0, 1]")
+
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    unet = build_unet(images.shape[1:], cfg).to(device)
+    scheduler = DDPMScheduler(
+        num_train_timesteps=cfg["num_train_timesteps"],
+        beta_schedule=BETA_SCHEDULES[cfg["beta_schedule"]],
+        prediction_type="epsilon",
+    )
+    data = torch.from_numpy(images).to(device) * 2 - 1
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
+    # Short warm-up then cosine decay: at a few thousand steps the decay does the job of an EMA.
+    warmup = max(1, min(100, cfg["steps"] // 10))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(k, cfg["steps"]) / cfg["steps"])),
+    )
+    alphas_cumprod = scheduler.alphas_cumprod.to(device)
+    losses = []
+    unet.train()
+    for step in tqdm(range(cfg["steps"]), desc="train prior", mininterval=5):
+        batch = data[torch.randint(len(data), (cfg["batch_size"],), generator=generator).to(device)]
+        flip = (torch.rand(len(batch), generator=generator) < 0.5).to(device)
+        batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+        noise = torch.randn(batch.shape, generator=generator).to(device)
+        t = torch.randint(cfg["num_train_timesteps"], (len(batch),), generator=generator).to(device)
+        abar = alphas_cumprod[t][:, None, None, None]
+        noisy = abar.sqrt() * batch + (1 - abar).sqrt() * noise
+        loss = torch.nn.functional.mse_loss(unet(noisy, t).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        unet.eval().to("cpu")
+        unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        scheduler.save_pretrained(tmp / "scheduler")
+        with open(tmp / LOSS_CSV, "w") as handle:
+            handle.write("step,loss\n")
+            handle.writelines(f"{k},{v:.6g}\n" for k, v in enumerate(losses))
+        facts = {
+            "cfg": cfg,
+            "seed": seed,
+            "n_images": len(images),
+            "image_shape": list(images.shape[1:]),
+            "n_params": int(sum(p.numel() for p in unet.parameters())),
+            "final_loss_mean_last_100": float(np.mean(losses[-100:])),
+        }
+        (tmp / PRIOR_JSON).write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _locate(path: Path) -> tuple[Path, Path, Path]:
+    """(unet dir, its weights file, scheduler config) in either diffusers layout, or say what is missing."""
+    hint = (
+        "train it with the workflow's train_prior rule, or put a diffusers UNet2DModel there "
+        "(config.json + diffusion_pytorch_model.safetensors|.bin, at top level or in unet/) "
+        "with scheduler_config.json (at top level or in scheduler/)"
+    )
+    if not path.is_dir():
+        raise MissingWeightsError(f"prior {path}: directory does not exist; {hint}")
+    unet_dir = path / "unet" if (path / "unet" / "config.json").is_file() else path
+    if not (unet_dir / "config.json").is_file():
+        raise MissingWeightsError(f"prior {path}: no UNet config.json in {path} or {path / 'unet'}; {hint}")
+    weights = [unet_dir / name for name in WEIGHT_FILES if (unet_dir / name).is_file()]
+    if not weights:
+        raise MissingWeightsError(f"prior {path}: no UNet weights ({' or '.join(WEIGHT_FILES)}) in {unet_dir}; {hint}")
+    schedulers = [p / "scheduler_config.json" for p in (path / "scheduler", path)]
+    schedulers = [p for p in schedulers if p.is_file()]
+    if not schedulers:
+        raise MissingWeightsError(f"prior {path}: no scheduler_config.json in {path / 'scheduler'} or {path}; {hint}")
+    return unet_dir, weights[0], schedulers[0]
+
+
+def prior_weights_file(path: str | os.PathLike) -> Path:
+    """The UNet weights file of a prior directory (what ``prior_id`` hashes)."""
+    return _locate(Path(path))[1]
+
+
+def prior_id(path: str | os.PathLike) -> str:
+    """SHA-256 of the UNet weights file: names the exact prior a teacher target came from."""
+    digest = hashlib.sha256()
+    with open(prior_weights_file(path), "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_prior(path: str | os.PathLike, device: str = "cpu"):
+    """(unet, scheduler) from a trained default or a local pretrained diffusers directory.
+
+    The UNet is in eval mode with frozen parameters (samplers only need gradients w.r.t. the
+    input). Loading is local only: offline a hub id would hang for minutes (DESIGN.md 8).
+    """
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    unet_dir, weights, scheduler_config = _locate(Path(path))
+    unet = UNet2DModel.from_pretrained(
+        unet_dir, local_files_only=True, use_safetensors=weights.suffix == ".safetensors"
+    )
+    unet.eval().requires_grad_(False).to(device)
+    scheduler = DDPMScheduler.from_pretrained(scheduler_config.parent, local_files_only=True)
+    return unet, scheduler
+
+
+def train_prior_on_dataset(
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: Mapping[str, Any] | None,
+    seed: int,
+    device: str = "cpu",
+) -> None:
+    """The ``train_prior`` rule: a prior on the clean images ``x`` of a dataset's training split."""
+    from thincam.data.h5io import read_h5
+
+    arrays, _ = read_h5(data_path, names=["x"], contract="dataset")
+    train_prior(arrays["x"], out_dir, cfg, seed=seed, device=device)

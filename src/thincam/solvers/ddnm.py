@@ -1,0 +1,231 @@
+"""DDNM+ (Wang et al. 2023): zero-shot range-null space restoration with a diffusion prior.
+
+At each step the prior's clean estimate x0|t keeps its null-space content and has its range-space
+content replaced (or, with noise, blended) by what the measurement says; DESIGN.md 4 gives the
+equations. Two forms:
+
+- ``"scalar"``: one lambda_t/gamma_t per step and the operator's own A+ (any thincam operator).
+- ``"svd"``: the original per-singular-value DDNM+ for operators diagonal in Fourier (circular
+  convolution): each frequency k gets its own lambda and noise shaping from its singular value
+  s_k, because the noise that A+ passes into frequency k is sigma_y / s_k, not sigma_y. It does not
+  use A+'s Tikhonov lam; the noise-aware lambda_k is the regulariser.
+
+The prior works in [-1, 1]: x = 2u - 1 for an image u in [0, 1]. A is linear, so with
+y' = 2y - A(1) the measurement model reads y' = A x + 2n and the whole sampler stays in [-1, 1];
+the noise level there is 2 sigma_y (as in the DDNM/DDRM reference code).
+
+Randomness can be per image (a list of generators, one per image): then an image's result does not
+depend on which other images share its batch, which makes sharded teacher targets reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Sequence
+
+import torch
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def initial_noise(shape: Sequence[int], seeds: Sequence[int], device="cpu", dtype=torch.float32) -> torch.Tensor:
+    """x_T for a batch [B,C,H,W], image b drawn from its own ``torch.Generator`` seeded ``seeds[b]``."""
+    shape = tuple(shape)
+    if len(shape) != 4 or shape[0] != len(seeds):
+        raise ValueError(f"initial_noise: shape {shape} must be [B,C,H,W] with B = len(seeds) = {len(seeds)}")
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    return randn(shape, gens, device, dtype)
+
+
+def step_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """Per-image generators for the sampler's step noise, on a stream distinct from ``initial_noise``.
+
+    Seeded with a fixed odd offset so the first step's z is not a copy of x_T.
+    """
+    return [torch.Generator().manual_seed((int(s) + 0x9E3779B97F4A7C15) % (1 << 63)) for s in seeds]
+
+
+def randn(shape: Sequence[int], generator: Generators, device, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal noise; with a list of generators, one draw per image (on CPU, then moved),
+    so the values are the same on every device and for every batch composition."""
+    shape = tuple(shape)
+    if generator is None or isinstance(generator, torch.Generator):
+        gen_device = generator.device if generator is not None else device
+        return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+    draws = [torch.randn(shape[1:], generator=g, dtype=dtype) for g in generator]
+    return torch.stack(draws).to(device)
+
+
+def schedule(scheduler, steps: int) -> tuple[list[int], torch.Tensor, float]:
+    """(timesteps in ascending order, alphas_cumprod, abar after the last step) for ``steps`` DDIM steps.
+
+    The timestep spacing comes from diffusers' DDIMScheduler built from the prior's scheduler config,
+    so a pretrained model's own spacing settings are honoured.
+    """
+    from diffusers import DDIMScheduler
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    ddim = DDIMScheduler.from_config(scheduler.config)
+    ddim.set_timesteps(steps)
+    timesteps = sorted(int(t) for t in ddim.timesteps)
+    return timesteps, ddim.alphas_cumprod.double(), float(ddim.final_alpha_cumprod)
+
+
+def travel_schedule(steps: int, travel_length: int, travel_repeats: int) -> list[int]:
+    """Step indices visited, with time travel: DDNM's get_schedule_jump.
+
+    Index k in 0..steps-1 is the k-th smallest timestep and -1 is the clean end. After reaching an
+    index that is a multiple of ``travel_length`` the sampler jumps back ``travel_length`` steps,
+    ``travel_repeats - 1`` times.
+    """
+    jumps = {}
+    if travel_length > 0 and travel_repeats > 1:
+        jumps = {j: travel_repeats - 1 for j in range(0, steps - travel_length, travel_length)}
+    t, visited = steps, []
+    while t >= 1:
+        t -= 1
+        visited.append(t)
+        if jumps.get(t, 0) > 0:
+            jumps[t] -= 1
+            for _ in range(travel_length):
+                t += 1
+                visited.append(t)
+    visited.append(-1)
+    return visited
+
+
+def autocast(device: torch.device, dtype):
+    """Mixed precision for the UNet only; the FFT physics stays float32 (half FFTs need 2^n sizes)."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def predict_eps(unet, x: torch.Tensor, t: int, dtype=None) -> torch.Tensor:
+    timestep = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+    with autocast(x.device, dtype):
+        return unet(x, timestep).sample.float()
+
+
+def measurement_pm(physics, y: torch.Tensor, scene_shape: Sequence[int]) -> torch.Tensor:
+    """y' = 2y - A(1): the measurement of the [-1, 1] image, since A(2u - 1) = 2Au - A1."""
+    ones = torch.ones((1, *scene_shape), device=y.device, dtype=y.dtype)
+    return 2 * y - physics.A(ones)
+
+
+def _scene_shape(physics, y, x_T):
+    if x_T is not None:
+        return tuple(x_T.shape[1:])
+    return tuple(physics.A_adjoint(y[:1]).shape[1:])
+
+
+def _svd_weights(physics, scene_shape, device):
+    """|H| on the image's rfft grid, or a clear error for operators that are not Fourier multipliers."""
+    if not hasattr(physics, "singular_values"):
+        raise ValueError(
+            f"form='svd' needs an operator diagonal in Fourier with singular_values(); "
+            f"{type(physics).__name__} has none: use form='scalar'"
+        )
+    try:
+        sv = physics.singular_values().to(device=device, dtype=torch.float32)
+    except ValueError as err:
+        raise ValueError(f"form='svd' is not available for this operator ({err}): use form='scalar'") from err
+    grid = (scene_shape[0], scene_shape[1], scene_shape[2] // 2 + 1)
+    if tuple(sv.shape[-3:]) != grid:
+        raise ValueError(
+            f"form='svd': singular values of shape {tuple(sv.shape)} do not match the image rfft grid {grid}"
+        )
+    return sv
+
+
+def _filter(image: torch.Tensor, response: torch.Tensor) -> torch.Tensor:
+    """Multiply by a real, symmetric frequency response (a function of |H|): stays real."""
+    return torch.fft.irfft2(torch.fft.rfft2(image) * response, s=image.shape[-2:])
+
+
+@torch.no_grad()
+def ddnm_plus(
+    physics,
+    y: torch.Tensor,
+    unet,
+    scheduler,
+    *,
+    steps: int,
+    eta: float,
+    sigma_y: float,
+    form: str = "scalar",
+    travel_length: int = 0,
+    travel_repeats: int = 1,
+    generator: Generators = None,
+    x_T: torch.Tensor | None = None,
+    progress: bool = False,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Reconstruct images in [0, 1] from measurements ``y`` [B,C,Hs,Ws] by noise-aware DDNM+.
+
+    ``generator``: one ``torch.Generator`` for the batch, or a list with one per image (then the
+    result of an image does not depend on its batch). ``x_T`` fixes the starting noise (see
+    ``initial_noise``). ``dtype`` (float16/bfloat16) runs the UNet under autocast.
+    """
+    from tqdm import tqdm
+
+    if form not in ("scalar", "svd"):
+        raise ValueError(f"form must be 'scalar' or 'svd', got {form!r}")
+    if not 0 <= eta <= 1:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    if sigma_y < 0:
+        raise ValueError(f"sigma_y must be >= 0, got {sigma_y}")
+    y = y.float()
+    device = y.device
+    scene_shape = _scene_shape(physics, y, x_T)
+    shape = (y.shape[0], *scene_shape)
+    timesteps, alphas_cumprod, final_abar = schedule(scheduler, steps)
+
+    def abar(k: int) -> float:
+        return final_abar if k < 0 else float(alphas_cumprod[timesteps[k]])
+
+    y_pm = measurement_pm(physics, y, scene_shape)
+    sigma = 2.0 * sigma_y
+    if form == "svd":
+        sv = _svd_weights(physics, scene_shape, device)
+        live = sv > 1e-6 * sv.max()
+        sv_safe = torch.where(live, sv, torch.ones_like(sv))
+    x = randn(shape, generator, device) if x_T is None else x_T.to(device=device, dtype=torch.float32)
+    x0hat = None
+    visited = travel_schedule(steps, travel_length, travel_repeats)
+    for i, j in tqdm(list(itertools.pairwise(visited)), desc="DDNM+", disable=not progress):
+        if j > i:  # time travel: re-noise the latest clean estimate to the later timestep
+            x = abar(j) ** 0.5 * x0hat + (1 - abar(j)) ** 0.5 * randn(shape, generator, device)
+            continue
+        abar_t = abar(i)
+        eps = predict_eps(unet, x, timesteps[i], dtype)
+        x0 = (x - (1 - abar_t) ** 0.5 * eps) / abar_t**0.5
+        a_t, sigma_t = abar(j) ** 0.5, (1 - abar(j)) ** 0.5
+        residual = physics.A(x0) - y_pm
+        if form == "scalar":
+            if sigma_t >= a_t * sigma:
+                lam, gamma = 1.0, (sigma_t**2 - (a_t * sigma) ** 2) ** 0.5
+            else:
+                lam, gamma = sigma_t / (a_t * sigma), 0.0
+            x0hat = x0 - lam * physics.A_dagger(residual)
+        else:
+            if sigma == 0:
+                lam = live.float()
+                gamma = torch.full_like(sv, sigma_t)
+            else:
+                noise_k = a_t * sigma / sv_safe  # the measurement noise passed into frequency k
+                lam = torch.where(live, (sigma_t / noise_k).clamp(max=1.0), 0.0)
+                gamma = torch.where(live, (sigma_t**2 - noise_k**2).clamp(min=0.0).sqrt(), sigma_t)
+            # Per-frequency lambda_k (Y'_k / H_k - X0_k) = A^T applied to lambda_k / |H_k|^2 (A x0 - y').
+            x0hat = x0 - physics.A_adjoint(_filter(residual, lam / sv_safe**2))
+        if sigma_t > 0 and (form == "svd" or gamma > 0):
+            direction = eps if eta == 0 else eta * randn(shape, generator, device) + (1 - eta**2) ** 0.5 * eps
+            noise = gamma * direction if form == "scalar" else _filter(direction, gamma)
+            x = a_t * x0hat + noise
+        else:
+            x = a_t * x0hat
+    return ((x + 1) / 2).clamp(0, 1)

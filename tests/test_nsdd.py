@@ -1,0 +1,318 @@
+"""NSDD student: null-space structure, distillation from target shards only, save/load, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from thincam.data.h5io import atomic_write_h5, read_h5
+from thincam.errors import BadInputError, CorruptFileError, MissingWeightsError
+
+SIZE = 32
+OPERATOR = {
+    "kind": "lensless",
+    "scene_shape": [SIZE, SIZE],
+    "sensor_shape": [SIZE, SIZE],
+    "boundary": "circular",
+    "pinv_lam": 1e-2,
+}
+CFG = {
+    "steps": 12,
+    "batch_size": 4,
+    "lr": 2e-3,
+    "t_fixed": 100,
+    "adapter_channels": 8,
+    "mode": "null",
+    "checkpoint_every": 5,
+    "lpips_weight": 0.0,
+    "lpips_weights_dir": None,
+}
+
+
+def sparse_dots_psf(seed: int = 0, dots: int = 12) -> np.ndarray:
+    """A few random delta dots blurred by a 0.7 px Gaussian, unit sum, [3, 32, 32]."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    psf = np.zeros((SIZE, SIZE))
+    np.add.at(psf, (rng.integers(0, SIZE, dots), rng.integers(0, SIZE, dots)), rng.uniform(0.5, 1.0, dots))
+    psf = gaussian_filter(psf, 0.7, mode="wrap")
+    return np.repeat((psf / psf.sum())[None], 3, axis=0).astype(np.float32)
+
+
+def faces(n: int, start: int = 0) -> np.ndarray:
+    """lfw faces resized to 32x32, gray repeated to 3 channels, float32 in [0, 1]."""
+    from skimage import data
+    from skimage.transform import resize
+
+    gray = np.stack([resize(f, (SIZE, SIZE), anti_aliasing=True) for f in data.lfw_subset()[start : start + n]])
+    return np.repeat(gray[:, None], 3, axis=1).clip(0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def psf_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("psf") / "dots.h5"
+    atomic_write_h5(path, {"psf": sparse_dots_psf()}, {"source": "test sparse dots"}, contract="psf")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def physics(psf_path):
+    from thincam.physics import build_operator
+
+    return build_operator(psf_path, OPERATOR)
+
+
+@pytest.fixture(scope="module")
+def prior_path(tmp_path_factory):
+    from diffusers import DDPMScheduler
+
+    from thincam.models.prior import build_unet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("prior")
+    build_unet((3, SIZE, SIZE), {"block_out_channels": [8, 16], "layers_per_block": 1}).save_pretrained(path / "unet")
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(path / "scheduler")
+    return str(path)
+
+
+def write_shards(folder, physics, prior_path, sizes, poison_x: bool = False) -> list[str]:
+    """Target shards as the teacher rule writes them; the stand-in teacher target is a blurred face,
+    not the face itself. ``poison_x`` adds a NaN ground truth the student must never touch."""
+    from scipy.ndimage import gaussian_filter
+
+    from thincam.models.prior import prior_id
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x = faces(sum(sizes))
+    rng = np.random.default_rng(1)
+    with torch.no_grad():
+        y = physics.A(torch.from_numpy(x)).numpy() + 0.01 * rng.standard_normal((len(x), 3, SIZE, SIZE))
+        y = y.astype(np.float32)
+        anchor = physics.A_dagger(torch.from_numpy(y)).numpy()
+    target = gaussian_filter(x, (0, 0, 0.6, 0.6)).astype(np.float32)
+    paths, start = [], 0
+    for k, n in enumerate(sizes):
+        sl = slice(start, start + n)
+        datasets = {"y": y[sl], "anchor": anchor[sl], "target": target[sl], "index": np.arange(start, start + n)}
+        if poison_x:
+            datasets["x"] = np.full_like(x[sl], np.nan)
+        attrs = {
+            "seed": 0,
+            "teacher": {"name": "stand-in"},
+            "prior_id": prior_id(prior_path),
+            "dataset": "faces",
+            "range_null_residual": 0.0,
+        }
+        paths.append(str(atomic_write_h5(folder / f"shard-{k:04d}.h5", datasets, attrs, contract="targets")))
+        start += n
+    return paths
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, physics, prior_path):
+    return write_shards(tmp_path_factory.mktemp("targets"), physics, prior_path, [4, 4, 3])  # 3 batches of 4 per epoch
+
+
+def shard_loss(student, physics, paths) -> float:
+    arrays = [read_h5(p, contract="targets")[0] for p in paths]
+    y, anchor, target = (torch.from_numpy(np.concatenate([a[k] for a in arrays])) for k in ("y", "anchor", "target"))
+    with torch.no_grad():
+        return float(torch.nn.functional.mse_loss(student(y, physics, anchor=anchor), target))
+
+
+def test_place_on_grid_puts_sensor_centre_on_scene_centre():
+    from thincam.models.nsdd import place_on_grid
+
+    y = torch.zeros(1, 1, 24, 24)
+    y[..., 12, 12] = 1.0
+    padded = place_on_grid(y, (32, 32))
+    assert padded.shape[-2:] == (32, 32) and padded[0, 0, 16, 16] == 1.0 and padded.sum() == 1.0
+    cropped = place_on_grid(padded, (24, 24))
+    assert torch.equal(cropped, y)
+
+
+def test_null_mode_keeps_the_anchors_range_for_any_r(prior_path):
+    """A xhat = A A+ y for arbitrary student weights (random r); mode "full" breaks it."""
+    from thincam.models.nsdd import build_student
+    from thincam.models.prior import load_prior
+    from thincam.physics.operators import LenslessConvolution
+
+    # A real null space: the sparse-dots PSF band-limited to |f| < 0.2 cycles/px (70% of the
+    # spectrum is invisible); a negligible lam makes the closed-form A+ a generalised inverse.
+    spectrum = np.fft.rfft2(np.fft.ifftshift(sparse_dots_psf().astype(np.float64), axes=(-2, -1)))
+    fy, fx = np.fft.fftfreq(SIZE)[:, None], np.fft.rfftfreq(SIZE)[None, :]
+    spectrum[:, np.hypot(fy, fx) >= 0.2] = 0.0
+    psf = np.fft.fftshift(np.fft.irfft2(spectrum, s=(SIZE, SIZE)), axes=(-2, -1))
+    physics = LenslessConvolution(torch.from_numpy(psf), boundary="circular", pinv_lam=1e-20)
+    unet, scheduler = load_prior(prior_path)
+    gen = torch.Generator().manual_seed(3)
+    y = physics.A(torch.rand(2, 3, SIZE, SIZE, dtype=torch.float64, generator=gen))
+    anchor = physics.A_dagger(y)
+    a_anchor = physics.A(anchor)
+    rel = {}
+    for mode in ("null", "full"):
+        student = build_student(unet, scheduler, {**CFG, "mode": mode}).double()
+        with torch.no_grad():
+            for p in student.parameters():  # arbitrary weights -> arbitrary r
+                p.add_(0.3 * torch.randn(p.shape, dtype=p.dtype, generator=gen))
+            xhat = student(y, physics, anchor=anchor)
+            r = student.residual(y, anchor)
+        assert torch.linalg.vector_norm(physics.null_project(r)) > 0.1 * torch.linalg.vector_norm(r)
+        rel[mode] = float(torch.linalg.vector_norm(physics.A(xhat) - a_anchor) / torch.linalg.vector_norm(a_anchor))
+    assert rel["null"] < 1e-12
+    assert rel["full"] > 1e-2
+
+
+@pytest.mark.slow
+def test_distillation_reduces_loss_without_ground_truth(tmp_path, monkeypatch, physics, psf_path, prior_path):
+    """Shards carry a NaN ground truth `x`: training must neither read it nor need it."""
+    import h5py
+
+    from thincam.models.distill import distill_nsdd
+    from thincam.models.nsdd import build_student, load_student
+    from thincam.models.prior import load_prior
+
+    paths = write_shards(tmp_path / "targets", physics, prior_path, [8, 8, 5], poison_x=True)
+    read = []
+    original = h5py.Dataset.__getitem__
+
+    def recording(self, key):
+        read.append(self.name)
+        return original(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", recording)
+    out = tmp_path / "out"
+    distill_nsdd(paths, psf_path, OPERATOR, prior_path, str(out), {**CFG, "steps": 20}, seed=0)
+    monkeypatch.undo()
+
+    assert {"/y", "/anchor", "/target"} <= set(read)
+    assert "/x" not in read
+    marker = json.loads((out / "distill.json").read_text())
+    assert marker["steps"] == 20 and marker["loss"] == "l2"
+    assert not (out / "checkpoint.pt").exists()
+    assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+    curve = (out / "training_curve.csv").read_text().splitlines()
+    assert curve[0] == "step,loss,l2,lpips" and len(curve) == 21
+    assert all(np.isfinite(float(line.split(",")[1])) for line in curve[1:])
+
+    unet, scheduler = load_prior(prior_path)
+    torch.manual_seed(0)
+    before = shard_loss(build_student(unet, scheduler, CFG), physics, paths)
+    after = shard_loss(load_student(out), physics, paths)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_save_load_gives_identical_outputs(tmp_path, physics, prior_path):
+    from thincam.models.nsdd import build_student, load_student, nsdd_reconstruct
+    from thincam.models.prior import load_prior
+
+    torch.manual_seed(0)
+    student = build_student(*load_prior(prior_path), {**CFG, "t_fixed": 250})
+    with torch.no_grad():  # a non-zero adapter output, as after training
+        student.adapter[-1].weight.normal_(0.0, 0.05)
+    student.save_pretrained(tmp_path / "model")
+    again = load_student(tmp_path / "model")
+    y = physics.A(torch.from_numpy(faces(5)))
+    xa, xb = nsdd_reconstruct(student, physics, y), nsdd_reconstruct(again, physics, y)
+    assert torch.equal(xa, xb) and xa.dtype == torch.float32 and xa.min() >= 0 and xa.max() <= 1
+    # Batch composition changes only float round-off (convolution blocking), not the result.
+    torch.testing.assert_close(nsdd_reconstruct(again, physics, y, batch_size=2), xa, rtol=0, atol=1e-5)
+    assert again.config.mode == "null" and again.config.t_fixed == 250
+
+    # An output folder without its marker (a killed run) is not a student.
+    with pytest.raises(CorruptFileError, match="incomplete"):
+        load_student(tmp_path)
+    with pytest.raises(MissingWeightsError, match="nowhere"):
+        load_student(tmp_path / "nowhere")
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, shards, psf_path, prior_path):
+    """Checkpoint at step 3 (the end of epoch 0), kill at step 4, resume to 6."""
+    from thincam.models import distill
+
+    cfg = {**CFG, "steps": 6, "checkpoint_every": 3}
+    distill.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "whole"), cfg, seed=5)
+
+    calls = []
+    real_step = distill._train_step
+
+    def dying_step(*args):
+        if len(calls) == 4:
+            raise KeyboardInterrupt("simulated kill")
+        calls.append(1)
+        return real_step(*args)
+
+    monkeypatch.setattr(distill, "_train_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        distill.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "cut"), cfg, seed=5)
+    assert (tmp_path / "cut" / "checkpoint.pt").exists() and not (tmp_path / "cut" / "distill.json").exists()
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 3
+    monkeypatch.setattr(distill, "_train_step", real_step)
+    distill.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "cut"), cfg, seed=5)
+
+    for name in ("model/diffusion_pytorch_model.safetensors", "training_curve.csv"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes(), name
+
+
+def test_corrupted_shard_is_rejected_naming_the_file(tmp_path, physics, psf_path, prior_path):
+    import h5py
+
+    from thincam.models.distill import distill_nsdd
+
+    paths = write_shards(tmp_path / "targets", physics, prior_path, [4, 4])
+    with h5py.File(paths[1], "r+") as handle:
+        handle["target"][0, 0, 0, 0] += 0.5
+    with pytest.raises(CorruptFileError, match="shard-0001.h5.*target"):
+        distill_nsdd(paths, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), {**CFG, "steps": 3}, seed=0)
+    assert not (tmp_path / "out" / "distill.json").exists()
+
+    # Targets made with another prior than the one the student starts from are refused too.
+    arrays, attrs = read_h5(paths[0], contract="targets")
+    atomic_write_h5(paths[1], arrays, {**attrs, "prior_id": "0" * 64}, contract="targets")
+    with pytest.raises(CorruptFileError, match="shard-0001.h5.*prior"):
+        distill_nsdd(paths, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), {**CFG, "steps": 3}, seed=0)
+
+
+def test_shards_from_another_operator_are_rejected(tmp_path, physics, psf_path, prior_path):
+    from thincam.models.distill import distill_nsdd
+
+    paths = write_shards(tmp_path / "targets", physics, prior_path, [4])
+    other = {**OPERATOR, "pinv_lam": 0.3}
+    with pytest.raises(BadInputError, match="shard-0000.h5.*A\\+y"):
+        distill_nsdd(paths, psf_path, other, prior_path, str(tmp_path / "out"), {**CFG, "steps": 2}, seed=0)
+
+
+def test_lpips_term_is_used_when_weights_exist(tmp_path, shards, psf_path, prior_path):
+    """Plumbing only: a random AlexNet trunk stands in for the real weights, so no LPIPS number
+    from here means anything; a missing trunk file is an error naming it."""
+    import torchvision
+
+    from thincam.models.distill import ALEXNET_FILE, distill_nsdd
+
+    cfg = {**CFG, "steps": 2, "lpips_weight": 0.5, "lpips_weights_dir": str(tmp_path / "hub")}
+    with pytest.raises(MissingWeightsError, match=ALEXNET_FILE):
+        distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), cfg, seed=0)
+
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    trunk = torchvision.models.AlexNet().features.state_dict()
+    torch.save({f"features.{k}": v for k, v in trunk.items()}, tmp_path / "hub" / "checkpoints" / ALEXNET_FILE)
+    distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), cfg, seed=0)
+    rows = [line.split(",") for line in (tmp_path / "out" / "training_curve.csv").read_text().splitlines()[1:]]
+    for _, loss, l2, lp in rows:
+        assert float(lp) > 0 and float(loss) == pytest.approx(float(l2) + 0.5 * float(lp), rel=1e-5)
+    assert json.loads((tmp_path / "out" / "distill.json").read_text())["loss"] == "l2 + 0.5 * lpips(alex)"
+
+
+def test_bad_config_names_the_key(tmp_path, shards, psf_path, prior_path):
+    from thincam.models.distill import distill_nsdd
+
+    cfg = {k: v for k, v in CFG.items() if k != "t_fixed"}
+    with pytest.raises(BadInputError, match="t_fixed"):
+        distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), cfg, seed=0)
+    with pytest.raises(BadInputError, match="t_fixed"):
+        distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), {**CFG, "t_fixed": 1000}, seed=0)
