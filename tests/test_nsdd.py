@@ -106,6 +106,7 @@ def write_shards(folder, physics, prior_path, sizes, poison_x: bool = False) -> 
             "prior_id": prior_id(prior_path),
             "dataset": "faces",
             "range_null_residual": 0.0,
+            "operator": OPERATOR,
         }
         paths.append(str(atomic_write_h5(folder / f"shard-{k:04d}.h5", datasets, attrs, contract="targets")))
         start += n
