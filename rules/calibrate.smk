@@ -15,8 +15,8 @@ rule calibrate_psf:
     conda:
         CPU_ENV
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
     params:
         camera=lambda w: config["cameras"][w.camera],
         code=code(

@@ -14,8 +14,8 @@ rule evaluate:
         CPU_ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 20 * attempt,
     params:
         weights_dir=config.get("metrics", {}).get("weights_dir"),
         device=config["device"],

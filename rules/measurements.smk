@@ -13,8 +13,8 @@ rule simulate_measurements:
     conda:
         CPU_ENV
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 20 * attempt,
     params:
         dataset=measurement_params,
         seed=config["seed"],
@@ -45,8 +45,8 @@ rule ingest_captures:
     conda:
         CPU_ENV
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 20 * attempt,
     params:
         dataset=measurement_params,
         seed=config["seed"],

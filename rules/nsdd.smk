@@ -28,7 +28,7 @@ rule ddnm_targets:
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
-        gpu=1,
+        gpu=1 if config["device"] == "cuda" else 0,
     params:
         operator=lambda w: nsdd_cfg(w).get("operator", {}),
         teacher=lambda w: nsdd_cfg(w)["teacher"],
@@ -62,11 +62,11 @@ rule distill_nsdd:
         student="nsdd|nsdd_full",
     conda:
         GPU_ENV if config["device"] == "cuda" else CPU_ENV
-    threads: workflow.cores
+    threads: 8  # capped at --cores locally
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 120 * attempt,
-        gpu=1,
+        gpu=1 if config["device"] == "cuda" else 0,
     params:
         operator=lambda w: nsdd_cfg(w).get("operator", {}),
         student=lambda w: {

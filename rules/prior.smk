@@ -16,7 +16,7 @@ rule train_prior:
         "benchmarks/train_prior/{prior}.tsv"
     conda:
         GPU_ENV if config["device"] == "cuda" else CPU_ENV
-    threads: workflow.cores
+    threads: 8  # capped at --cores locally
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,

@@ -13,7 +13,9 @@ refuses to touch an /etc/slurm/slurm.conf it did not write, so it cannot clobber
 Idempotent: `up` on a running, idle cluster with the same config does nothing; with a changed
 config it restarts the daemons. Daemons are stopped by the PIDs recorded in the state folder
 (THINCAM_SLURM_STATE, default /var/lib/thincam-slurm), never by name; munged is stopped only when
-this script started it.
+this script started it. `down` also removes the configs it wrote: with SLURM configured but its
+controller down, every snakemake command waits 9 s (the slurm executor plugin runs
+`scontrol show config` when Snakemake loads its plugins). The packages stay installed.
 
 Exit status: 0 done; 1 failed (the daemon logs are printed); 2 unavailable here (not root, no
 apt-get, install failed, a foreign SLURM config): the message starts with "SKIP:".
@@ -85,7 +87,7 @@ def install() -> None:
         ["apt-get", "update", "-q"],
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
     ):
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        done = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             tail = (done.stdout + done.stderr)[-2000:]
             raise Unavailable(f"`{' '.join(command)}` failed (exit {done.returncode}):\n{tail}")
@@ -159,7 +161,9 @@ def write_configs() -> bool:
         if path.exists():
             old = path.read_text()
             if not old.startswith(MARKER):
-                raise Unavailable(f"{path} exists and was not written by this script: not touching it")
+                raise Unavailable(
+                    f"{path} exists and was not written by this script: not touching it"
+                )
             # RealMemory follows the free memory: do not restart a running cluster just for that.
             same = _without_memory(old) == _without_memory(text)
             if same:
@@ -227,18 +231,18 @@ def _stop(pid: int, name: str, wait: float = 15.0) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def _spawn(name: str, command: list[str]) -> int:
-    logfile = open(STATE / "log" / f"{name}.stdout", "ab")
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # survives the caller; its own process group
-    )
+def _spawn(name: str, command: list[str]) -> subprocess.Popen:
+    with open(STATE / "log" / f"{name}.stdout", "ab") as logfile:  # the child keeps its copy
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the caller; its own process group
+        )
     _pid_file(name).write_text(f"{process.pid}\n")
     log(f"started {name} (pid {process.pid})")
-    return process.pid
+    return process
 
 
 def start_munge() -> None:
@@ -253,7 +257,10 @@ def start_munge() -> None:
     run_dir.chmod(0o755)
     # munged daemonises and writes its own PID file; remember that this script started it.
     done = subprocess.run(
-        ["runuser", "-u", "munge", "--", BINARIES["munged"]], capture_output=True, text=True
+        ["runuser", "-u", "munge", "--", BINARIES["munged"]],
+        check=False,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise Failed(f"munged failed to start: {done.stderr.strip()}")
@@ -269,18 +276,22 @@ def start_munge() -> None:
 
 def node_state() -> str:
     done = subprocess.run(
-        [BINARIES["sinfo"], "-h", "-o", "%T"], capture_output=True, text=True, timeout=20
+        [BINARIES["sinfo"], "-h", "-o", "%T"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     return done.stdout.strip() if done.returncode == 0 else f"(sinfo failed: {done.stderr.strip()})"
 
 
-def wait_idle(timeout: float = 60.0) -> None:
+def wait_idle(processes: dict[str, subprocess.Popen], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     state = ""
     while time.monotonic() < deadline:
-        for name in ("slurmctld", "slurmd"):
-            if not _running(name):
-                raise Failed(f"{name} exited\n{_log_tails()}")
+        for name, process in processes.items():
+            if process.poll() is not None:
+                raise Failed(f"{name} exited with status {process.returncode}\n{_log_tails()}")
         state = node_state()
         if state in ("idle", "mixed", "allocated"):
             return
@@ -313,10 +324,12 @@ def up() -> None:
         log("config changed or cluster not idle: restarting")
         stop_slurm()
     start_munge()
-    _spawn("slurmctld", [BINARIES["slurmctld"], "-D", "-c", "-i"])
-    _spawn("slurmd", [BINARIES["slurmd"], "-D", "-N", "localhost"])
+    processes = {
+        "slurmctld": _spawn("slurmctld", [BINARIES["slurmctld"], "-D", "-c", "-i"]),
+        "slurmd": _spawn("slurmd", [BINARIES["slurmd"], "-D", "-N", "localhost"]),
+    }
     started = time.monotonic()
-    wait_idle()
+    wait_idle(processes)
     log(f"up: node idle after {time.monotonic() - started:.1f} s; partition {PARTITION!r}")
 
 
@@ -338,12 +351,32 @@ def down() -> None:
     if pid:
         _stop(pid, "munged")
         marker.unlink(missing_ok=True)
+    remove_configs()
     log("down")
+
+
+def remove_configs() -> None:
+    """Remove the configs this script wrote (`up` writes them again).
+
+    With SLURM installed, configured and its controller down, `scontrol show config` waits 9 s
+    for the controller, and snakemake-executor-plugin-slurm runs it when Snakemake loads its
+    plugins: every snakemake command, local runs included, would take 9 s longer. Without a
+    slurm.conf it fails at once.
+    """
+    for name in configs():
+        path = SLURM_DIR / name
+        if path.exists() and path.read_text().startswith(MARKER):
+            path.unlink()
 
 
 def status() -> int:
     report = {name: _running(name) for name in ("munged", "slurmctld", "slurmd")}
-    state = node_state() if Path(BINARIES["sinfo"]).exists() else "(not installed)"
+    if not Path(BINARIES["sinfo"]).exists():
+        state = "(not installed)"
+    elif not (SLURM_DIR / "slurm.conf").exists():
+        state = "(not configured: down, or never up)"
+    else:
+        state = node_state()
     print(json.dumps({"pids": report, "node": state, "state_dir": str(STATE)}))
     return 0 if state == "idle" else 1
 

@@ -1,0 +1,166 @@
+"""The cluster profiles on a real single-node SLURM (scripts/slurm_cluster.py, fake GPU gres).
+
+Runs a stable subset of the workflow (PSFs and simulated measurements) through
+`--workflow-profile profiles/slurm` (snakemake-executor-plugin-slurm) and
+`--workflow-profile profiles/cluster-generic` (plain sbatch + status.py), and checks the outputs
+are byte-identical to a local run. A one-rule workflow written here shows the profiles' retries
+(the first attempt fails; the retry gets `mem_mb: 2000 * attempt` from the profile and passes)
+and that `gpu=1` reaches SLURM as a GPU allocation.
+
+Needs root and apt-get (SLURM is installed on first use) or an installed SLURM; skipped
+otherwise, or with THINCAM_SKIP_SLURM=1. The cluster is torn down (by PID) at the end unless it
+was already up. Every snakemake call runs under `timeout -k 10 N`: the slurm plugin can poll for
+ever and ignore SIGTERM when the cluster misbehaves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_helpers import REPO, SNAKEMAKE, tiny_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+CLUSTER = REPO / "scripts" / "slurm_cluster.py"
+TARGETS = [
+    "results/psf/dots.h5",
+    "results/data/faces_dots/test.h5",
+    "results/data/natural_metalens/test.h5",
+]
+PROFILES = {name: REPO / "profiles" / name for name in ("slurm", "cluster-generic")}
+RUN_LIMIT_S = 240  # one snakemake run on the cluster
+
+
+def _snakemake(workdir: Path, args: list[str], limit: int = RUN_LIMIT_S, config=None):
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = ["timeout", "-k", "10", str(limit), str(SNAKEMAKE), "--directory", str(workdir)]
+    if config is not None:
+        config_path = workdir / "config.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        command += ["--snakefile", str(REPO / "Snakefile"), "--configfile", str(config_path)]
+    command += ["--cores", "2", *args]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, cwd=workdir)
+    if done.returncode == 124:
+        pytest.fail(f"snakemake ran past {limit} s:\n{done.stderr[-4000:]}")
+    return done
+
+
+def _digests(workdir: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(workdir)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted((workdir / "results").rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.environ.get("THINCAM_SKIP_SLURM"):
+        pytest.skip("THINCAM_SKIP_SLURM is set")
+    if shutil.which("timeout") is None:
+        pytest.skip("coreutils timeout missing")
+    if os.geteuid() != 0:
+        pytest.skip("the loopback SLURM cluster needs root (it writes /etc/slurm, starts daemons)")
+    if not Path("/usr/bin/sbatch").exists() and shutil.which("apt-get") is None:
+        pytest.skip("SLURM is not installed and there is no apt-get to install it")
+    script = [sys.executable, str(CLUSTER)]
+    was_up = subprocess.run([*script, "status"], check=False, capture_output=True).returncode == 0
+    up = subprocess.run([*script, "up"], check=False, capture_output=True, text=True, timeout=900)
+    if up.returncode == 2:
+        pytest.skip(f"no SLURM here: {up.stderr.strip()[-500:]}")
+    if up.returncode != 0:
+        pytest.fail(f"slurm_cluster.py up failed:\n{up.stdout}\n{up.stderr}")
+    yield
+    if not was_up:
+        down = subprocess.run(
+            [*script, "down"], check=False, capture_output=True, text=True, timeout=120
+        )
+        assert down.returncode == 0, down.stdout + down.stderr
+
+
+@pytest.fixture(scope="module")
+def local_digests(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("local")
+    done = _snakemake(workdir, TARGETS, config=tiny_config(), limit=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    digests = _digests(workdir)
+    assert all(target in digests for target in TARGETS), sorted(digests)
+    return digests
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_cluster_run_matches_local(cluster, local_digests, tmp_path, profile):
+    done = _snakemake(
+        tmp_path, ["--workflow-profile", str(PROFILES[profile]), *TARGETS], config=tiny_config()
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    # Every job went through SLURM, none ran in the head process.
+    submitted = done.stderr.count("SLURM jobid") + done.stderr.count("with external jobid")
+    assert "localrule" not in done.stderr and submitted == done.stderr.count("\nrule "), done.stderr
+    assert submitted >= len(TARGETS)
+    assert _digests(tmp_path) == local_digests
+
+
+RETRY_SNAKEFILE = textwrap.dedent(
+    r'''
+    # Stands alone: the profile's retries and resources on a real SLURM, nothing of thincam.
+    rule all:
+        input:
+            "flaky.txt",
+            "gpu.txt",
+
+
+    rule flaky:
+        """Fails unless the profile gave it more memory than on its first attempt."""
+        output:
+            "flaky.txt",
+        shell:
+            """
+            tres=$(scontrol show job -o "${{SLURM_JOB_ID:-0}}" | grep -o ' TRES=[^ ]*' || echo none)
+            echo "${{SLURM_JOB_ID:-none}} {resources.mem_mb} $tres" >> attempts.txt
+            if [ {resources.mem_mb} -le 2000 ]; then echo "attempt 1 fails on purpose" >&2; exit 1; fi
+            cp attempts.txt {output}
+            """
+
+
+    rule gpu:
+        output:
+            "gpu.txt",
+        resources:
+            gpu=1,
+            mem_mb=500,
+            runtime=5,
+        shell:
+            """
+            gres=$(scontrol show job -o "${{SLURM_JOB_ID:-0}}" | grep -o ' TresPer[A-Za-z]*=[^ ]*' || echo none)
+            echo "${{SLURM_JOB_ID:-none}} $gres" > {output}
+            """
+    '''
+)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_failed_job_is_retried_with_more_memory(cluster, tmp_path, profile):
+    (tmp_path / "Snakefile").write_text(RETRY_SNAKEFILE)
+    done = _snakemake(
+        tmp_path,
+        ["--snakefile", str(tmp_path / "Snakefile"), "--workflow-profile", str(PROFILES[profile])],
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    attempts = [line.split() for line in (tmp_path / "attempts.txt").read_text().splitlines()]
+    assert len(attempts) == 2, attempts
+    (job1, mem1, tres1), (job2, mem2, tres2) = attempts
+    assert "none" not in (job1, job2) and job1 != job2  # two SLURM jobs, not local runs
+    assert (mem1, mem2) == ("2000", "4000")  # profile: mem_mb: 2000 * attempt
+    assert "mem=2000M" in tres1.split(",") and "mem=4000M" in tres2.split(","), attempts
+    # --gpus=1 (slurm plugin) shows as TresPerJob=gres:gpu:1, --gres=gpu:1 as TresPerNode=...
+    job, gres = (tmp_path / "gpu.txt").read_text().split()
+    assert job != "none" and gres.endswith("=gres:gpu:1"), f"gpu=1 not allocated: {gres}"
