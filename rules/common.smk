@@ -25,9 +25,10 @@ def code(*modules):
     """Hash of library modules a rule runs: Snakemake does not see edits inside imports."""
     digest = hashlib.sha256()
     for module in modules:
-        path = SRC / "thincam" / (module.replace(".", "/") + ".py")
+        package = SRC.joinpath("thincam", *module.split("."))
+        path = package.with_suffix(".py")
         if not path.exists():
-            path = SRC / "thincam" / module.replace(".", "/") / "__init__.py"
+            path = package / "__init__.py"
         digest.update(module.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -129,3 +130,58 @@ def report_outputs():
 def all_outputs():
     psfs = [f"results/psf/{c}.h5" for c in config["cameras"]]
     return psfs + report_outputs()
+
+
+def prior_dir(wildcards):
+    """A local pretrained prior when configured (no training job), else the trained default."""
+    prior = config["datasets"][wildcards.dataset]["prior"]
+    return config["priors"][prior].get("path") or f"results/prior/{prior}"
+
+
+def nsdd_cfg(wildcards):
+    return config["datasets"][wildcards.dataset]["nsdd"]
+
+
+def target_shards(wildcards):
+    n_shards = nsdd_cfg(wildcards)["n_shards"]
+    return [
+        f"results/targets/{wildcards.dataset}/shard-{k:04d}.h5" for k in range(n_shards)
+    ]
+
+
+METHOD_MODULES = {
+    "wiener": ["solvers.wiener"],
+    "admm": ["solvers.admm"],
+    "dps": ["models.prior", "solvers.ddnm", "solvers.dps", "data.shards"],
+    "ddnm": ["models.prior", "solvers.ddnm", "data.shards"],
+    "nsdd": ["models.nsdd"],
+    "nsdd_full": ["models.nsdd"],
+}
+
+
+def method_models(wildcards):
+    """Trained models a method needs, as named inputs (none for the classic baselines)."""
+    if wildcards.method in ("dps", "ddnm"):
+        return {"prior": prior_dir(wildcards)}
+    if wildcards.method in ("nsdd", "nsdd_full"):
+        return {
+            "student": f"results/{wildcards.method}/{wildcards.dataset}/distill.json"
+        }
+    return {}
+
+
+REPORT_CODE = CODE_IO + (
+    "data.atomic",
+    "metrics.fidelity",
+    "report.tables",
+    "report.figures",
+)
+
+
+def paper_tables():
+    """{output path: (table kind, dataset)} for the paper tables the config asks for."""
+    return {
+        f"results/tables/{kind}.csv": (kind, dataset)
+        for kind, dataset in config.get("tables", {}).items()
+        if dataset is not None
+    }

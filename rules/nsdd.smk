@@ -1,14 +1,3 @@
-def nsdd_cfg(wildcards):
-    return config["datasets"][wildcards.dataset]["nsdd"]
-
-
-def target_shards(wildcards):
-    n_shards = nsdd_cfg(wildcards)["n_shards"]
-    return [
-        f"results/targets/{wildcards.dataset}/shard-{k:04d}.h5" for k in range(n_shards)
-    ]
-
-
 rule ddnm_targets:
     """One shard of DDNM+ teacher targets of the training split (a GPU job on a cluster)."""
     input:

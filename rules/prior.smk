@@ -1,9 +1,3 @@
-def prior_dir(wildcards):
-    """A local pretrained prior when configured (no training job), else the trained default."""
-    prior = config["datasets"][wildcards.dataset]["prior"]
-    return config["priors"][prior].get("path") or f"results/prior/{prior}"
-
-
 rule train_prior:
     """A tiny DDPM prior (diffusers UNet2DModel) trained on a dataset's clean training images."""
     input:

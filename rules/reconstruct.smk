@@ -1,24 +1,3 @@
-METHOD_MODULES = {
-    "wiener": ["solvers.wiener"],
-    "admm": ["solvers.admm"],
-    "dps": ["models.prior", "solvers.ddnm", "solvers.dps", "data.shards"],
-    "ddnm": ["models.prior", "solvers.ddnm", "data.shards"],
-    "nsdd": ["models.nsdd"],
-    "nsdd_full": ["models.nsdd"],
-}
-
-
-def method_models(wildcards):
-    """Trained models a method needs, as named inputs (none for the classic baselines)."""
-    if wildcards.method in ("dps", "ddnm"):
-        return {"prior": prior_dir(wildcards)}
-    if wildcards.method in ("nsdd", "nsdd_full"):
-        return {
-            "student": f"results/{wildcards.method}/{wildcards.dataset}/distill.json"
-        }
-    return {}
-
-
 rule reconstruct:
     """Any method and variant of a dataset's test split: reconstructions, latency, peak memory."""
     input:

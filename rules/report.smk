@@ -6,23 +6,6 @@ localrules:
     capture_figure,
 
 
-REPORT_CODE = CODE_IO + (
-    "data.atomic",
-    "metrics.fidelity",
-    "report.tables",
-    "report.figures",
-)
-
-
-def paper_tables():
-    """{output path: (table kind, dataset)} for the paper tables the config asks for."""
-    return {
-        f"results/tables/{kind}.csv": (kind, dataset)
-        for kind, dataset in config.get("tables", {}).items()
-        if dataset is not None
-    }
-
-
 rule aggregate:
     """All per-image metrics -> results/tables/metrics.csv and the papers' tables."""
     input:
