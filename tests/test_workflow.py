@@ -120,3 +120,11 @@ def test_incremental_solver_edit(finished_run, tmp_path):
         "qualitative": 2,
         "all": 1,
     }
+
+
+def test_html_report(finished_run):
+    workdir, config = finished_run
+    result = run_snakemake(workdir, config, "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-2000:]
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "quality_vs_time_faces_dots.png" in html and "metrics.csv" in html
