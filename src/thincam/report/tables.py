@@ -324,10 +324,7 @@ def dmdiff_main_table(
     variants: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Wiener (its best variant) and the DMDiff variants (all, or ``variants`` in that order)."""
-    rows = dataset_rows(metrics_df, dataset)
-    dmdiff = rows[rows["method_key"] == "dmdiff"]
-    if variants is not None:
-        dmdiff = _pick_variants(dmdiff, variants, dataset)
+    rows, dmdiff = _dmdiff_rows(metrics_df, dataset, variants)
     if dmdiff.empty:
         raise BadInputError(f"{dataset}: no dmdiff results in the metrics table")
     wiener = rows[rows["method_key"] == "wiener"]
@@ -337,6 +334,17 @@ def dmdiff_main_table(
         else pd.concat([_best_row(wiener, best_perceptual(rows)).to_frame().T, dmdiff])
     )
     return _finish(_table(selected, _dmdiff_columns(rows)), out_csv)
+
+
+def _dmdiff_rows(
+    metrics_df: pd.DataFrame, dataset: str, variants: Sequence[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A dataset's rows, and its DMDiff rows (all, or ``variants`` in that order)."""
+    rows = dataset_rows(metrics_df, dataset)
+    dmdiff = rows[rows["method_key"] == "dmdiff"]
+    if variants is not None:
+        dmdiff = _pick_variants(dmdiff, variants, dataset)
+    return rows, dmdiff
 
 
 def _pick_variants(rows: pd.DataFrame, variants: Sequence[str], dataset: str) -> pd.DataFrame:
@@ -355,10 +363,7 @@ def alpha_sweep_table(
     variants: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The DMDiff runs whose params set the decoder mix ``alpha`` (or just ``variants``), by alpha."""
-    rows = dataset_rows(metrics_df, dataset)
-    dmdiff = rows[rows["method_key"] == "dmdiff"]
-    if variants is not None:
-        dmdiff = _pick_variants(dmdiff, variants, dataset)
+    rows, dmdiff = _dmdiff_rows(metrics_df, dataset, variants)
     alphas = param_values(dmdiff, "alpha")
     swept = dmdiff.assign(alpha=alphas)[alphas.notna()]
     if swept.empty:
