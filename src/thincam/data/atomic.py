@@ -1,8 +1,10 @@
-"""Atomic writes of small text outputs (CSV): temp file beside the target, then rename."""
+"""Atomic writes: a temp file or folder beside the target, renamed into place when complete."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -24,3 +26,27 @@ def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_directory(out_dir: str | os.PathLike):
+    """Yield a hidden temp folder beside ``out_dir``; on success it replaces ``out_dir``.
+
+    A killed or failed job leaves no folder under the final name, only a hidden temp one.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide results from the rest of the group
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, trash / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(trash)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -10,14 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from thincam.data.atomic import atomic_directory
 from thincam.errors import BadInputError, MissingWeightsError
 
 # Sized for the embedded default (DESIGN.md 4, 8): 1.06 M parameters at 32 px, about 0.2 s per
@@ -69,17 +68,6 @@ def build_unet(image_shape: tuple[int, int, int], cfg: Mapping[str, Any]):
         up_block_types=("UpBlock2D",) * levels,
         norm_num_groups=min(32, min(cfg["block_out_channels"])),
     )
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Swap a finished temp directory into place; a killed job leaves only a hidden temp dir."""
-    if out.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, trash / out.name)
-        os.replace(tmp, out)
-        shutil.rmtree(trash)
-    else:
-        os.replace(tmp, out)
 
 
 def train_prior(
@@ -140,8 +128,7 @@ def train_prior(
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         unet.eval().to("cpu")
         unet.save_pretrained(tmp / "unet", safe_serialization=True)
         scheduler.save_pretrained(tmp / "scheduler")
@@ -157,10 +144,6 @@ def train_prior(
             "final_loss_mean_last_100": float(np.mean(losses[-100:])),
         }
         (tmp / PRIOR_JSON).write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _locate(path: Path) -> tuple[Path, Path, Path]:

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from thincam.data.atomic import atomic_directory
 from thincam.errors import BadInputError, MissingWeightsError
 
 log = logging.getLogger(__name__)
@@ -338,8 +338,7 @@ def pretrain_dmdiff_base(
     images = check_images(images, "pretraining images")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         if images.shape[-1] != images.shape[-2]:
             raise BadInputError(f"pretraining images must be square, got {images.shape[-2:]}")
         torch.manual_seed(seed)
@@ -416,13 +415,6 @@ def pretrain_dmdiff_base(
             },
         }
         (tmp / PRETRAIN_MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True))
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("dmdiff base pretrained in %.1f s -> %s", total_s, out_dir)
 
 

@@ -13,13 +13,12 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from thincam.data.atomic import atomic_directory
 from thincam.errors import BadInputError
 from thincam.models.dmdiff.pseudo import PSEUDO_CONTRACT
 
@@ -218,8 +217,7 @@ def train_dmdiff(
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         rows, counts = [], dict.fromkeys(PATHS, 0)
         start = time.perf_counter()
         for step in tqdm(range(int(cfg["steps"])), desc="dmdiff train", mininterval=5):
@@ -265,13 +263,6 @@ def train_dmdiff(
             ),
         }
         model.save(tmp, extra={"training": training})
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info(
         "dmdiff trained %d steps in %.1f s (%s) -> %s",
         len(rows),
