@@ -34,7 +34,7 @@ def code(*modules):
     return digest.hexdigest()[:16]
 
 
-CODE_IO = ("errors", "data.h5io")
+CODE_IO = ("errors", "data.atomic", "data.h5io")
 CODE_PHYSICS = CODE_IO + ("physics", "physics.operators")
 
 

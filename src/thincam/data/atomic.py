@@ -8,24 +8,30 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 
-
-def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``df`` (NaN as empty cells) to a temp file beside ``path``, then rename it into place."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike):
+    """Yield a temp file name beside ``path``; on success it is renamed to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            df.to_csv(handle, index=False, na_rep="")
+        yield tmp
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from the rest of the group
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return path
+
+
+def write_csv_atomic(df, path: str | os.PathLike) -> Path:
+    """Write a DataFrame (NaN as empty cells) atomically to ``path``."""
+    with atomic_file(path) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            df.to_csv(handle, index=False, na_rep="")
+    return Path(path)
 
 
 @contextlib.contextmanager

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from thincam.data.atomic import atomic_file
 from thincam.errors import CorruptFileError
 
 CHECKSUM_PREFIX = "sha256/"
@@ -55,10 +55,7 @@ def atomic_write_h5(
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp_name:
         with h5py.File(tmp_name, "w", track_order=True) as handle:
             for name in sorted(datasets):
                 array = np.asarray(datasets[name])
@@ -70,12 +67,6 @@ def atomic_write_h5(
                 handle.attrs[key] = _attr_value(attrs[key])
             if contract is not None:
                 handle.attrs[CONTRACT_ATTR] = contract
-        os.chmod(tmp_name, 0o644)  # mkstemp's 0600 would hide results from the rest of the group
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
     return path
 
 
