@@ -117,14 +117,13 @@ def figure_files():
         if config["datasets"][dataset].get("sweeps"):
             names.append(f"sweep_{dataset}")
     names += [f"capture_{d}" for d in config["figures"]["capture_figures"]]
+    if config.get("tables", {}).get("alpha_sweep"):
+        names.append(f"alpha_sweep_{config['tables']['alpha_sweep']}")
     return [f"results/figures/{n}.{ext}" for n in names for ext in ("png", "pdf")]
 
 
 def report_outputs():
-    return [
-        "results/tables/metrics.csv",
-        "results/tables/nsdd_main.csv",
-    ] + figure_files()
+    return ["results/tables/metrics.csv", *paper_tables()] + figure_files()
 
 
 def all_outputs():
@@ -149,6 +148,57 @@ def target_shards(wildcards):
     ]
 
 
+NEGATIVE_PATH_MODEL = (
+    "negative_path"  # stage 1: the model whose negative path pseudo-pairs
+)
+DMDIFF_CODE = CODE_IO + (
+    "models.dmdiff.base",
+    "models.dmdiff.svda",
+    "models.dmdiff.lora",
+    "models.dmdiff.model",
+    "models.dmdiff.stages",
+)
+
+
+def dmdiff_spec(wildcards):
+    return config["datasets"][wildcards.dataset]["dmdiff"]
+
+
+def dmdiff_base_dir(wildcards):
+    """A local SD-Turbo-class base when configured (no pretraining job), else the tiny base."""
+    return (
+        dmdiff_spec(wildcards)["base"]["path"]
+        or f"results/dmdiff/{wildcards.dataset}/base"
+    )
+
+
+def dmdiff_model_spec(wildcards):
+    """A trained variant's overrides of the shared training config (+ its pseudo_pairs flag)."""
+    if wildcards.model == NEGATIVE_PATH_MODEL:
+        return {"pseudo_pairs": False}
+    models = dmdiff_spec(wildcards)["models"]
+    if wildcards.model not in models:
+        raise ValueError(
+            f"dataset {wildcards.dataset!r} defines no dmdiff model {wildcards.model!r} "
+            f"(configured: {sorted(models)})"
+        )
+    return models[wildcards.model]
+
+
+def dmdiff_train_cfg(wildcards):
+    overrides = {
+        k: v for k, v in dmdiff_model_spec(wildcards).items() if k != "pseudo_pairs"
+    }
+    return {**dmdiff_spec(wildcards)["train"], **overrides}
+
+
+def dmdiff_pseudo_pairs(wildcards):
+    """The negative path's pairs as a named input, for the models trained on them."""
+    if dmdiff_model_spec(wildcards)["pseudo_pairs"]:
+        return {"pseudo_pairs": f"results/dmdiff/{wildcards.dataset}/pseudo_pairs.h5"}
+    return {}
+
+
 METHOD_MODULES = {
     "wiener": ["solvers.wiener"],
     "admm": ["solvers.admm"],
@@ -156,6 +206,7 @@ METHOD_MODULES = {
     "ddnm": ["models.prior", "solvers.ddnm", "data.shards"],
     "nsdd": ["models.nsdd"],
     "nsdd_full": ["models.nsdd"],
+    "dmdiff": list(DMDIFF_CODE[len(CODE_IO) :]) + ["models.dmdiff.restore"],
 }
 
 
@@ -166,6 +217,12 @@ def method_models(wildcards):
     if wildcards.method in ("nsdd", "nsdd_full"):
         return {
             "student": f"results/{wildcards.method}/{wildcards.dataset}/distill.json"
+        }
+    if wildcards.method == "dmdiff":
+        model = variant_params(wildcards)["model"]
+        return {
+            "dmdiff": f"results/dmdiff/{wildcards.dataset}/{model}/model",
+            "dmdiff_base": dmdiff_base_dir(wildcards),
         }
     return {}
 

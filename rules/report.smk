@@ -4,6 +4,7 @@ localrules:
     qualitative,
     sweep,
     capture_figure,
+    alpha_sweep_figure,
 
 
 rule aggregate:
@@ -128,3 +129,27 @@ rule capture_figure:
         code=code(*REPORT_CODE),
     script:
         "../workflow_scripts/capture_figure.py"
+
+
+rule alpha_sweep_figure:
+    """PSNR and the perceptual metric against the decoder mix alpha (DMDiff tunable decoder)."""
+    input:
+        "results/tables/alpha_sweep.csv",
+    output:
+        png=report(
+            "results/figures/alpha_sweep_{dataset}.png",
+            category="Figures",
+            subcategory="{dataset}",
+            caption="../report/alpha_sweep.rst",
+        ),
+        pdf="results/figures/alpha_sweep_{dataset}.pdf",
+    log:
+        "logs/figures/alpha_sweep_{dataset}.log",
+    wildcard_constraints:
+        dataset=config.get("tables", {}).get("alpha_sweep") or "^$",
+    conda:
+        CPU_ENV
+    params:
+        code=code(*REPORT_CODE),
+    script:
+        "../workflow_scripts/alpha_sweep.py"

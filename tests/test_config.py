@@ -2,7 +2,7 @@
 
 import pytest
 
-from workflow_helpers import run_snakemake, tiny_config
+from workflow_helpers import REPO, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
 
@@ -50,3 +50,55 @@ def test_undefined_variant_is_named(tmp_path):
     result = run_snakemake(tmp_path, tiny_config(), "-n", "results/recon/faces_dots/wiener/K42.h5")
     assert result.returncode != 0
     assert "no variant 'K42'" in result.stdout + result.stderr
+
+
+def _dmdiff_config():
+    config = tiny_config()
+    return config, config["datasets"]["natural_metalens"]
+
+
+def _breaks_model_reference(dataset):
+    dataset["methods"]["dmdiff"]["full"]["model"] = "fulll"
+
+
+def _breaks_pseudo_pairs(dataset):
+    dataset["dmdiff"]["unpaired"] = 0
+
+
+def _breaks_probabilities(dataset):
+    dataset["dmdiff"]["models"]["no_negative"]["p_neu"] = 0.5
+
+
+def _breaks_unpaired_count(dataset):
+    dataset["dmdiff"]["unpaired"] = dataset["splits"]["train"]
+
+
+def _breaks_camera(dataset):
+    dataset["camera"] = "dots"
+    dataset["operator"] = {"kind": "lensless", "pinv_lam": 0.01}
+
+
+@pytest.mark.parametrize(
+    "breaks, key",
+    [
+        (_breaks_model_reference, "datasets.natural_metalens.methods.dmdiff.full.model"),
+        (_breaks_pseudo_pairs, "datasets.natural_metalens.dmdiff.models.full.pseudo_pairs"),
+        (_breaks_probabilities, "datasets.natural_metalens.dmdiff.models.no_negative"),
+        (_breaks_unpaired_count, "datasets.natural_metalens.dmdiff.unpaired"),
+        (_breaks_camera, "datasets.natural_metalens.dmdiff: DMDiff needs a metalens camera"),
+    ],
+)
+def test_dmdiff_cross_field_errors_name_the_key(breaks, key):
+    from thincam.config_checks import ConfigError, check_config
+
+    config, dataset = _dmdiff_config()
+    check_config(config, root=REPO)
+    breaks(dataset)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_config(config, root=REPO)
+
+
+def test_dmdiff_reserved_model_name_fails_before_any_job(tmp_path):
+    config, dataset = _dmdiff_config()
+    dataset["dmdiff"]["models"]["negative_path"] = {"pseudo_pairs": False}
+    _dry_run_fails(tmp_path, config, "negative_path")

@@ -408,12 +408,12 @@ def test_lpips_term_enters_the_loss_when_its_weights_exist(base_dir, tmp_path):
     """Plumbing only: a randomly initialised AlexNet trunk stands in for the real weights."""
     import torchvision
 
-    weights = tmp_path / "weights" / "checkpoints"
+    weights = tmp_path / "weights" / "hub" / "checkpoints"
     weights.mkdir(parents=True)
     trunk = torchvision.models.alexnet().features.state_dict()
     torch.save({f"features.{k}": v for k, v in trunk.items()}, weights / "alexnet-owt-7be5be79.pth")
     x = _images(4, seed=5)
-    cfg = {**TRAIN, "lpips_weights_dir": str(weights.parent)}
+    cfg = {**TRAIN, "lpips_weights_dir": str(tmp_path / "weights")}
     train_dmdiff(base_dir, (_captures(x), x), FWHM, tmp_path / "m", cfg, seed=0)
     with open(tmp_path / "m" / "train_loss.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -494,3 +494,90 @@ def test_pretrain_train_pseudo_retrain_restore(tmp_path):
     before = float(((restore(fresh, y, FWHM, 1.0).numpy() - x) ** 2).mean())
     after = float(((restore(trained, y, FWHM, 1.0).numpy() - x) ** 2).mean())
     assert after < before, (before, after)
+
+
+# --- workflow stages on dataset files, and the `dmdiff` reconstruction method -------------------
+
+
+@pytest.fixture(scope="module")
+def metalens_splits(tmp_path_factory):
+    """Real simulated metalens files: the default camera's PSF grid, 8 train / 2 test crops."""
+    from workflow_helpers import tiny_config
+
+    from thincam.data.simulate import simulate_measurements
+    from thincam.optics.calibrate import calibrate_psf
+
+    out = tmp_path_factory.mktemp("metalens")
+    config = tiny_config()
+    calibrate_psf(config["cameras"]["metalens"], out / "psf.h5")
+    dataset = {
+        **config["datasets"]["natural_metalens"],
+        "source": {"kind": "skimage_rgb_crops", "n_images": 10},
+        "splits": {"train": 8, "val": 0, "test": 2},
+    }
+    paths = {split: str(out / f"{split}.h5") for split in ("train", "val", "test")}
+    simulate_measurements(str(out / "psf.h5"), dataset, "m", paths, seed=0)
+    return out
+
+
+def test_dataset_stages_pair_the_leading_images_and_pseudo_pair_the_rest(
+    base_dir, metalens_splits, tmp_path
+):
+    from thincam.data.h5io import json_attr, read_h5
+    from thincam.models.dmdiff.stages import pseudo_pairs_on_dataset, train_on_dataset
+
+    data, psf = metalens_splits / "train.h5", metalens_splits / "psf.h5"
+    train_on_dataset(data, psf, base_dir, tmp_path / "stage1", TRAIN, seed=0, n_unpaired=3)
+    training = json.loads((tmp_path / "stage1/dmdiff_config.json").read_text())["training"]
+    assert training["n_real"] == 5 and training["n_pseudo"] == 0
+    pseudo_pairs_on_dataset(tmp_path / "stage1", base_dir, data, psf, tmp_path / "p.h5", 3)
+    pairs, attrs = read_h5(tmp_path / "p.h5", contract="pseudo_pairs")
+    split, _ = read_h5(data, contract="dataset")
+    assert np.array_equal(pairs["x_clean"], split["x"][5:])
+    assert np.array_equal(pairs["index"], split["index"][5:])
+    assert json_attr(attrs, "fwhm_grid") == read_h5(psf, ["fwhm"])[0]["fwhm"].astype(float).tolist()
+    train_on_dataset(
+        data, psf, base_dir, tmp_path / "full", TRAIN, 0, n_unpaired=3, pseudo_pairs=tmp_path / "p.h5"
+    )
+    training = json.loads((tmp_path / "full/dmdiff_config.json").read_text())["training"]
+    assert training["n_real"] == 5 and training["n_pseudo"] == 3
+
+    with pytest.raises(BadInputError, match="unpaired must be in"):
+        train_on_dataset(data, psf, base_dir, tmp_path / "x", TRAIN, 0, n_unpaired=8)
+    with pytest.raises(BadInputError, match="nothing to pseudo-pair"):
+        pseudo_pairs_on_dataset(tmp_path / "stage1", base_dir, data, psf, tmp_path / "q.h5", 0)
+    with pytest.raises(BadInputError, match="train split"):
+        train_on_dataset(metalens_splits / "test.h5", psf, base_dir, tmp_path / "x", TRAIN, 0, 0)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "q.h5").exists()
+
+
+def test_dmdiff_method_is_the_tunable_decoder_of_the_trained_model(
+    base_dir, metalens_splits, tmp_path
+):
+    from thincam.data.h5io import json_attr, read_h5
+    from thincam.models.dmdiff.stages import read_fwhm, train_on_dataset
+    from thincam.solvers.run import run_reconstruction
+
+    data, psf = metalens_splits / "train.h5", metalens_splits / "psf.h5"
+    model_dir = tmp_path / "model"
+    train_on_dataset(data, psf, base_dir, model_dir, TRAIN, seed=0, n_unpaired=0)
+    # The model folder moves with its base: the method loads the base it is given.
+    moved = tmp_path / "moved_base"
+    shutil.copytree(base_dir, moved)
+    models = {"dmdiff": str(model_dir), "dmdiff_base": str(moved)}
+    timing = {"warmup": 0, "repeats": 1, "n_images": 1}
+    run = dict(dataset="m", method="dmdiff", timing=timing, models=models)
+    run_reconstruction(
+        metalens_splits / "test.h5", psf, tmp_path / "a05.h5", variant="a05",
+        params={"model": "full", "alpha": 0.5}, **run,
+    )
+    recon, attrs = read_h5(tmp_path / "a05.h5", contract="recon")
+    test, _ = read_h5(metalens_splits / "test.h5", contract="dataset")
+    expected = restore(load_dmdiff(model_dir, base_dir=moved), test["y"], read_fwhm(psf), 0.5)
+    assert np.array_equal(recon["xhat"], expected.numpy())
+    assert json_attr(attrs, "params") == {"model": "full", "alpha": 0.5} and recon["latency_s"][0] > 0
+    with pytest.raises(BadInputError, match="does not take parameter"):
+        run_reconstruction(
+            metalens_splits / "test.h5", psf, tmp_path / "bad.h5", variant="bad",
+            params={"model": "full", "beta": 1.0}, **run,
+        )

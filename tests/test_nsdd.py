@@ -295,7 +295,7 @@ def test_lpips_term_is_used_when_weights_exist(tmp_path, shards, psf_path, prior
 
     from thincam.models.distill import ALEXNET_FILE, distill_nsdd
 
-    cfg = {**CFG, "steps": 2, "lpips_weight": 0.5, "lpips_weights_dir": str(tmp_path / "hub")}
+    cfg = {**CFG, "steps": 2, "lpips_weight": 0.5, "lpips_weights_dir": str(tmp_path)}
     with pytest.raises(MissingWeightsError, match=ALEXNET_FILE):
         distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), cfg, seed=0)
 

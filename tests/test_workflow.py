@@ -1,6 +1,8 @@
 """The whole workflow on a tiny config in a temporary directory: files follow the contracts."""
 
 import copy
+import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -68,6 +70,46 @@ def test_tables_and_figures(finished_run):
     assert (workdir / "results/tables/nsdd_main.csv").exists()
 
 
+def test_dmdiff_branch(finished_run):
+    """Ablation and alpha-sweep tables in the paper's layout, the alpha figure, restorations."""
+    workdir, config = finished_run
+    tables = workdir / "results/tables"
+    ablation = pd.read_csv(tables / "dmdiff_ablation.csv")
+    assert ablation["Ablation"].tolist() == ["no SVDA", "SVDA w/o FWHM", "w/o negative path", "full"]
+    assert np.isfinite(ablation["PSNR"]).all()
+    sweep = pd.read_csv(tables / "alpha_sweep.csv")
+    assert sweep["alpha"].tolist() == [0.0, 0.5]
+    main = pd.read_csv(tables / "dmdiff_main.csv")
+    assert main["Method"].iloc[0] == "Wiener" and (main["Method"].iloc[1:] == "DMDiff").all()
+    for ext in ("png", "pdf"):
+        assert (workdir / f"results/figures/alpha_sweep_natural_metalens.{ext}").stat().st_size > 1000
+    recon, _ = read_h5(workdir / "results/recon/natural_metalens/dmdiff/full.h5", contract="recon")
+    assert recon["xhat"].shape == (2, 3, 32, 32) and 0 <= recon["xhat"].min() <= recon["xhat"].max() <= 1
+    pairs, _ = read_h5(workdir / "results/dmdiff/natural_metalens/pseudo_pairs.h5", contract="pseudo_pairs")
+    assert len(pairs["y_pseudo"]) == config["datasets"]["natural_metalens"]["dmdiff"]["unpaired"]
+    model = workdir / "results/dmdiff/natural_metalens/full/model"
+    assert json.loads((model / "dmdiff_config.json").read_text())["training"]["n_pseudo"] == 4
+    no_negative = json.loads(
+        (model.parent.parent / "no_negative/model/dmdiff_config.json").read_text()
+    )["training"]
+    assert no_negative["path_counts"]["negative"] == 0 and no_negative["n_pseudo"] == 0
+
+
+def test_dmdiff_dag_is_two_stage(finished_run):
+    """negative-path model -> pseudo pairs -> the models trained on them; no_negative skips them."""
+    workdir, config = finished_run
+    result = run_snakemake(workdir, config, "--dag", "--forceall")
+    assert result.returncode == 0, result.stderr[-2000:]
+    labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', result.stdout, re.M))
+    edges = {(labels[a], labels[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", result.stdout, re.M)}
+    stage1 = "train_dmdiff\\nmodel: negative_path"
+    assert (stage1, "pseudo_pairs") in edges
+    for model in ("full", "no_svda", "svda_no_fwhm"):
+        assert ("pseudo_pairs", f"train_dmdiff\\nmodel: {model}") in edges
+    assert ("pseudo_pairs", "train_dmdiff\\nmodel: no_negative") not in edges
+    assert ("pretrain_dmdiff_base", stage1) in edges
+
+
 def test_noop_rerun_and_figures_only(finished_run):
     workdir, config = finished_run
     result = run_snakemake(workdir, config, "-n")
@@ -85,7 +127,16 @@ def _plan(finished_run, config, **kwargs):
     return planned_jobs(result)
 
 
-FIGURES_OF_FACES = {"aggregate": 1, "quality_vs_time": 2, "sweep": 1, "qualitative": 1, "all": 1}
+# After one dataset's metrics change: aggregate writes every table, so the alpha-sweep figure
+# follows any metric change; quality_vs_time covers both datasets with ground truth.
+TABLES_AND_FIGURES = {
+    "aggregate": 1,
+    "quality_vs_time": 2,
+    "sweep": 1,
+    "qualitative": 1,
+    "alpha_sweep_figure": 1,
+    "all": 1,
+}
 
 
 def test_incremental_variant_change(finished_run):
@@ -93,7 +144,16 @@ def test_incremental_variant_change(finished_run):
     _, config = finished_run
     changed = copy.deepcopy(config)
     changed["datasets"]["faces_dots"]["methods"]["wiener"]["K1e-2"]["K"] = 0.02
-    assert _plan(finished_run, changed) == {"reconstruct": 1, "evaluate": 1, **FIGURES_OF_FACES}
+    assert _plan(finished_run, changed) == {"reconstruct": 1, "evaluate": 1, **TABLES_AND_FIGURES}
+
+
+def test_incremental_dmdiff_model_change(finished_run):
+    """One DMDiff model's training knob: that model, its restorations, the tables and figures."""
+    _, config = finished_run
+    changed = copy.deepcopy(config)
+    changed["datasets"]["natural_metalens"]["dmdiff"]["models"]["no_svda"]["lr"] = 0.002
+    expected = {"train_dmdiff": 1, "reconstruct": 1, "evaluate": 1, **TABLES_AND_FIGURES}
+    assert _plan(finished_run, changed) == expected
 
 
 def test_incremental_plot_setting(finished_run):
@@ -118,6 +178,7 @@ def test_incremental_solver_edit(finished_run, tmp_path):
         "quality_vs_time": 2,
         "sweep": 1,
         "qualitative": 2,
+        "alpha_sweep_figure": 1,
         "all": 1,
     }
 

@@ -48,6 +48,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
                 f"does not fit camera {dataset['camera']!r} of kind {kind!r}"
             )
         methods = dataset.get("methods", {})
+        _check_dmdiff(name, dataset, kind, methods, root)
         for method in dataset.get("sweeps", {}):
             if method not in methods:
                 raise ConfigError(f"config key datasets.{name}.sweeps.{method}: method not configured")
@@ -58,3 +59,38 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             raise ConfigError(
                 f"config key figures.capture_figures.{dataset}: no reconstruction {recon!r}"
             )
+
+
+def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, root: Path) -> None:
+    """DMDiff needs a metalens PSF grid, known models, and a negative path to pseudo-pair with."""
+    spec = dataset.get("dmdiff")
+    if spec is None:
+        if "dmdiff" in methods:
+            raise ConfigError(f"config key datasets.{name}.methods.dmdiff: the dataset has no dmdiff block")
+        return
+    key = f"datasets.{name}.dmdiff"
+    if kind != "metalens":
+        raise ConfigError(f"config key {key}: DMDiff needs a metalens camera (its FWHM grid), not {kind!r}")
+    for variant, params in methods.get("dmdiff", {}).items():
+        if params["model"] not in spec["models"]:
+            raise ConfigError(
+                f"config key datasets.{name}.methods.dmdiff.{variant}.model: no model "
+                f"{params['model']!r} (configured: {sorted(spec['models'])})"
+            )
+    n_train = dataset["splits"]["train"]
+    if not 0 <= spec["unpaired"] < n_train:
+        raise ConfigError(f"config key {key}.unpaired: must be below the {n_train} training images")
+    train = spec["train"]
+    for model, overrides in spec["models"].items():
+        merged = {**train, **overrides}
+        total = sum(merged[p] for p in ("p_pos", "p_neu", "p_neg"))
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"config key {key}.models.{model}: p_pos + p_neu + p_neg = {total}, not 1")
+        if overrides["pseudo_pairs"] and (spec["unpaired"] == 0 or train["p_neg"] == 0):
+            raise ConfigError(
+                f"config key {key}.models.{model}.pseudo_pairs: needs unpaired > 0 and a "
+                "negative path (train.p_neg > 0) to make the pairs"
+            )
+        for weights in ("lpips_weights_dir", "musiq_weights_dir"):
+            _check_path(merged.get(weights), f"{key}.models.{model}.{weights}", root)
+    _check_path(spec["base"]["path"], f"{key}.base.path", root)

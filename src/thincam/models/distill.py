@@ -56,7 +56,9 @@ def _check_cfg(cfg: dict) -> dict:
 
 
 def alexnet_lpips(weights_dir: str | os.PathLike, device: str = "cpu"):
-    """LPIPS(alex) with its trunk read from ``weights_dir`` (torch hub layout: checkpoints/<file>).
+    """LPIPS(alex) with its trunk from ``weights_dir`` ($TORCH_HOME layout: hub/checkpoints/<file>).
+
+    The same folder as ``metrics.weights_dir``, so one weights folder serves metrics and losses.
 
     Loading the trunk ourselves, instead of letting torchvision download it, keeps the run offline
     and fails at once, naming the file, when the weights are not there.
@@ -64,7 +66,7 @@ def alexnet_lpips(weights_dir: str | os.PathLike, device: str = "cpu"):
     import lpips
     import torch
 
-    path = Path(weights_dir) / "checkpoints" / ALEXNET_FILE
+    path = Path(weights_dir) / "hub" / "checkpoints" / ALEXNET_FILE
     if not path.is_file():
         raise MissingWeightsError(f"LPIPS trunk weights not found: {path}")
     with warnings.catch_warnings():  # lpips calls torchvision's deprecated `pretrained=` argument

@@ -78,6 +78,20 @@ def _nsdd(physics, params, context) -> Solve:
     return lambda y, index: nsdd_reconstruct(student, physics, y, **params)
 
 
+def _dmdiff(physics, params, context) -> Solve:
+    from thincam.models.dmdiff.model import load_dmdiff
+    from thincam.models.dmdiff.restore import restore
+    from thincam.models.dmdiff.stages import read_fwhm
+
+    # ``model`` names the trained DMDiff variant; the workflow turns it into the models input.
+    params = {key: value for key, value in params.items() if key != "model"}
+    _check_params("dmdiff", restore, params, skip=3)
+    models = context["models"]
+    model = load_dmdiff(models["dmdiff"], context["device"], base_dir=models["dmdiff_base"])
+    fwhm_grid = read_fwhm(context["psf_path"])
+    return lambda y, index: restore(model, y, fwhm_grid, **params)
+
+
 METHODS: dict[str, Callable] = {
     "wiener": _wiener,
     "admm": _admm,
@@ -85,6 +99,7 @@ METHODS: dict[str, Callable] = {
     "ddnm": _diffusion("ddnm"),
     "nsdd": _nsdd,
     "nsdd_full": _nsdd,
+    "dmdiff": _dmdiff,
 }
 # DPS needs autograd through the UNet; every other method runs without it.
 GRADIENT_FREE = set(METHODS) - {"dps"}
@@ -123,7 +138,13 @@ def run_reconstruction(
     if attrs["dataset"] != dataset:
         raise BadInputError(f"{data_path}: holds dataset {attrs['dataset']!r}, not {dataset!r}")
     physics = build_operator(psf_path, json_attr(attrs, "operator"), device=device)
-    context = {"dataset": dataset, "seed": seed, "device": device, "models": dict(models or {})}
+    context = {
+        "dataset": dataset,
+        "seed": seed,
+        "device": device,
+        "models": dict(models or {}),
+        "psf_path": psf_path,
+    }
     solve = METHODS[method](physics, dict(params), context)
     y_all, index = arrays["y"], arrays["index"]
     outputs = []

@@ -24,8 +24,12 @@ def make_pseudo_pairs(
     batch_size: int = 16,
     device: str = "cpu",
     index: np.ndarray | None = None,
+    base_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """Write ``x_clean``, ``y_pseudo`` [N,3,H,W], ``index`` to ``out_h5`` (atomic, checksummed)."""
+    """Write ``x_clean``, ``y_pseudo`` [N,3,H,W], ``index`` to ``out_h5`` (atomic, checksummed).
+
+    ``base_dir``: the base model folder, if not the one recorded when the model was trained.
+    """
     import torch
 
     from thincam.data.h5io import atomic_write_h5
@@ -40,7 +44,7 @@ def make_pseudo_pairs(
     )
     if index.shape != (len(clean),):
         raise BadInputError(f"index has shape {index.shape}, expected ({len(clean)},)")
-    model = load_dmdiff(model_dir, device)
+    model = load_dmdiff(model_dir, device, base_dir=base_dir)
     outputs = []
     with torch.no_grad():
         for chunk in torch.from_numpy(clean).split(int(batch_size)):
@@ -49,7 +53,7 @@ def make_pseudo_pairs(
             outputs.append(model.translate(chunk, dmap, "negative").clamp(0, 1).cpu())
     y_pseudo = torch.cat(outputs).numpy().astype(np.float32)
     attrs = {
-        "model_dir": str(Path(model_dir).resolve()),
+        "model_dir": str(model_dir),  # as given: the same bytes in every working directory
         "prompt": model.config["prompts"]["negative"],
         "score": model.config["score"],
         "fwhm_grid": np.asarray(fwhm_grid, dtype=np.float64).tolist(),

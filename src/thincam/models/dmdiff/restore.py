@@ -35,6 +35,9 @@ def restore_sweep(model, y, fwhm_grid, alphas, batch_size: int = 16) -> torch.Te
     return out
 
 
-def restore(model, y, fwhm_grid, alpha: float, batch_size: int = 16) -> torch.Tensor:
-    """Restored images [B,3,H,W] (CPU float32, [0,1]) from metalens captures ``y``."""
+def restore(model, y, fwhm_grid, alpha: float = 1.0, batch_size: int = 16) -> torch.Tensor:
+    """Restored images [B,3,H,W] (CPU float32, [0,1]) from metalens captures ``y``.
+
+    alpha 1 (the default) is the positive path alone, 0 the neutral path alone.
+    """
     return restore_sweep(model, y, fwhm_grid, [alpha], batch_size)[0]

@@ -176,7 +176,9 @@ def train_dmdiff(
     base = load_dmdiff_base(base_dir, device)
     quality = make_quality(cfg["musiq_weights_dir"])
     config = {
-        "base_dir": str(Path(base_dir).resolve()),
+        # As given, not resolved: a workflow's relative path keeps the model folder the same
+        # bytes in every working directory (callers may pass base_dir to load_dmdiff instead).
+        "base_dir": str(base_dir),
         **{k: cfg[k] for k in ("rank_vae", "rank_unet", "svda", "use_fwhm", "map_size", "prompts")},
         "svda_hidden": cfg["svda_hidden"],
         "score": quality.name,

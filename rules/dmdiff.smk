@@ -1,0 +1,79 @@
+rule pretrain_dmdiff_base:
+    """The tiny SD-Turbo-class base (VAE, then UNet) on the clean training images."""
+    input:
+        data="results/data/{dataset}/train.h5",
+    output:
+        directory("results/dmdiff/{dataset}/base"),
+    log:
+        "logs/pretrain_dmdiff_base/{dataset}.log",
+    benchmark:
+        "benchmarks/pretrain_dmdiff_base/{dataset}.tsv"
+    conda:
+        CPU_ENV  # the tiny base only: paper scale loads a local SD-Turbo instead
+    threads: 8  # capped at --cores locally
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+    params:
+        pretrain=lambda w: dmdiff_spec(w)["base"]["pretrain"],
+        seed=config["seed"],
+        code=code(*CODE_IO, "models.dmdiff.base", "models.dmdiff.stages"),
+    script:
+        "../workflow_scripts/pretrain_dmdiff_base.py"
+
+
+rule train_dmdiff:
+    """LoRA + SVDA on the positive/neutral/negative paths; negative_path is the stage-1 model."""
+    input:
+        unpack(dmdiff_pseudo_pairs),
+        data="results/data/{dataset}/train.h5",
+        psf=psf_of_dataset,
+        base=dmdiff_base_dir,
+    output:
+        directory("results/dmdiff/{dataset}/{model}/model"),
+    log:
+        "logs/train_dmdiff/{dataset}/{model}.log",
+    benchmark:
+        "benchmarks/train_dmdiff/{dataset}/{model}.tsv"
+    conda:
+        GPU_ENV if config["device"] == "cuda" else CPU_ENV
+    threads: 8  # capped at --cores locally
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 60 * attempt,
+        gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        train=dmdiff_train_cfg,
+        unpaired=lambda w: dmdiff_spec(w)["unpaired"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code(*DMDIFF_CODE, "models.dmdiff.train", "models.dmdiff.pseudo"),
+    script:
+        "../workflow_scripts/train_dmdiff.py"
+
+
+rule pseudo_pairs:
+    """Pseudo metalens captures of the unpaired clean images from the stage-1 negative path."""
+    input:
+        model=f"results/dmdiff/{{dataset}}/{NEGATIVE_PATH_MODEL}/model",
+        base=dmdiff_base_dir,
+        data="results/data/{dataset}/train.h5",
+        psf=psf_of_dataset,
+    output:
+        "results/dmdiff/{dataset}/pseudo_pairs.h5",
+    log:
+        "logs/pseudo_pairs/{dataset}.log",
+    benchmark:
+        "benchmarks/pseudo_pairs/{dataset}.tsv"
+    conda:
+        GPU_ENV if config["device"] == "cuda" else CPU_ENV
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+        gpu=1 if config["device"] == "cuda" else 0,
+    params:
+        unpaired=lambda w: dmdiff_spec(w)["unpaired"],
+        device=config["device"],
+        code=code(*DMDIFF_CODE, "models.dmdiff.pseudo"),
+    script:
+        "../workflow_scripts/pseudo_pairs.py"
