@@ -22,7 +22,7 @@ SPLITS = ["train", "val", "test"]
 
 
 def code(*modules):
-    """Hash of library modules a rule runs: Snakemake does not see edits inside imports."""
+    """Hash of the library modules a job runs: Snakemake does not see edits inside imports."""
     digest = hashlib.sha256()
     for module in modules:
         package = SRC.joinpath("thincam", *module.split("."))
@@ -148,9 +148,8 @@ def target_shards(wildcards):
     ]
 
 
-NEGATIVE_PATH_MODEL = (
-    "negative_path"  # stage 1: the model whose negative path pseudo-pairs
-)
+# Stage 1 of DMDiff training: the model whose negative path makes the pseudo pairs.
+NEGATIVE_PATH_MODEL = "negative_path"
 DMDIFF_CODE = CODE_IO + (
     "models.dmdiff.base",
     "models.dmdiff.svda",
