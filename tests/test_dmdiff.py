@@ -18,6 +18,8 @@ from thincam.errors import BadInputError, MissingWeightsError
 from thincam.models.dmdiff.base import (
     build_tokenizer,
     check_tokenizer,
+    described_views,
+    gaussian_lowpass,
     load_dmdiff_base,
     one_step_x0,
     pretrain_dmdiff_base,
@@ -37,7 +39,7 @@ from thincam.models.dmdiff.svda import (
     make_quality,
     quality_by_name,
 )
-from thincam.models.dmdiff.train import TRAIN_DEFAULTS, gaussian_lowpass, train_dmdiff, train_step
+from thincam.models.dmdiff.train import TRAIN_DEFAULTS, train_dmdiff, train_step
 
 PROMPTS = {
     "positive": "a sharp clean high quality photo",
@@ -210,6 +212,26 @@ def test_pretrained_base_layout_and_loading(base_dir, tmp_path):
     shutil.copytree(base_dir, partial, ignore=shutil.ignore_patterns("tokenizer"))
     with pytest.raises(MissingWeightsError, match="tokenizer/"):
         load_dmdiff_base(partial)
+
+
+def test_described_views_give_each_prompt_its_meaning():
+    """Base pretraining targets: positive = the image, neutral = a low-pass, negative = noisier."""
+    x = torch.from_numpy(_images(4, seed=3))
+    views = described_views(x, torch.Generator().manual_seed(0))
+    positive, neutral, negative = views
+    assert views.shape == (3, *x.shape)
+    assert torch.equal(positive, x)
+
+    def detail(images):  # high-frequency energy: mean squared Laplacian
+        lap = images[..., 1:-1, 2:] + images[..., 1:-1, :-2] + images[..., 2:, 1:-1]
+        return ((lap + images[..., :-2, 1:-1] - 4 * images[..., 1:-1, 1:-1]) ** 2).mean()
+
+    assert detail(neutral) < 0.5 * detail(positive)
+    assert detail(negative) > detail(neutral)  # noise on top of the same low-pass
+    assert torch.allclose(negative.mean(), neutral.mean(), atol=0.02)
+    assert 0 <= negative.min() and negative.max() <= 1
+    again = described_views(x, torch.Generator().manual_seed(0))
+    assert torch.equal(again, views)
 
 
 @pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -55,14 +56,18 @@ def atomic_write_h5(
     import h5py
 
     path = Path(path)
-    with atomic_file(path) as tmp_name:
+    arrays = {name: np.asarray(datasets[name]) for name in sorted(datasets)}
+    for name, array in arrays.items():
+        if not array.dtype.isbuiltin and array.dtype.kind not in "SUO":
+            raise TypeError(f"dataset {name!r} has unsupported dtype {array.dtype}")
+    # hashlib releases the GIL: hashing in a thread overlaps the HDF5 writes (about 2x faster
+    # shard writes, bench/h5_write_throughput.py). Datasets and attributes keep their order.
+    with ThreadPoolExecutor(max_workers=1) as hasher, atomic_file(path) as tmp_name:
+        digests = {name: hasher.submit(array_sha256, array) for name, array in arrays.items()}
         with h5py.File(tmp_name, "w", track_order=True) as handle:
-            for name in sorted(datasets):
-                array = np.asarray(datasets[name])
-                if not array.dtype.isbuiltin and array.dtype.kind not in "SUO":
-                    raise TypeError(f"dataset {name!r} has unsupported dtype {array.dtype}")
+            for name, array in arrays.items():
                 handle.create_dataset(name, data=array, track_times=False)
-                handle.attrs[CHECKSUM_PREFIX + name] = array_sha256(array)
+                handle.attrs[CHECKSUM_PREFIX + name] = digests[name].result()
             for key in sorted(attrs or {}):
                 handle.attrs[key] = _attr_value(attrs[key])
             if contract is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -315,6 +316,47 @@ def check_pretrain_cfg(cfg: dict) -> dict:
     return {key: cfg[key] for key in PRETRAIN_KEYS}
 
 
+def gaussian_lowpass(images, sigma: float):
+    """Separable Gaussian blur (reflect padding): the neutral path's target, and the meaning of
+    the neutral prompt in base pretraining."""
+    import torch
+    import torch.nn.functional as F
+
+    radius = max(1, math.ceil(3 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = images.shape[1]
+    out = F.pad(images, (radius, radius, 0, 0), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+# What the base's prompts mean (pretraining): the neutral and negative views of a clean image.
+NEUTRAL_SIGMA = (0.5, 2.0)  # Gaussian low-pass std, px
+NEGATIVE_NOISE = (0.02, 0.1)  # read-noise std added to a low-passed image
+
+
+def described_views(x, generator):
+    """[3,B,C,H,W]: what the positive, neutral and negative prompts describe for clean ``x``.
+
+    Positive is ``x`` itself; neutral a Gaussian low-pass (one sigma per batch, drawn from
+    NEUTRAL_SIGMA); negative the same low-pass plus Gaussian noise. Camera-agnostic on purpose:
+    the base learns what "sharp", "low pass" and "blurry noisy" mean, as SD-Turbo knows from its
+    captions, and DMDiff's LoRA learns the metalens degradation.
+    """
+    import torch
+
+    lo, hi = NEUTRAL_SIGMA
+    sigma = lo + (hi - lo) * float(torch.rand((), generator=generator))
+    smooth = gaussian_lowpass(x, sigma)
+    lo, hi = NEGATIVE_NOISE
+    std = lo + (hi - lo) * torch.rand(len(x), 1, 1, 1, generator=generator)
+    noisy = (smooth + std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    return torch.stack([x, smooth, noisy])
+
+
 def pretrain_dmdiff_base(
     images: np.ndarray, out_dir: str | os.PathLike, cfg: dict, seed: int
 ) -> None:
@@ -322,12 +364,15 @@ def pretrain_dmdiff_base(
 
     Stage 1 trains the VAE for reconstruction (+ a small KL term), then sets its
     ``scaling_factor`` to 1/std of the latents, as Stable Diffusion did. Stage 2 trains the UNet
-    so that the one-step x0 prediction at t=999, under every configured prompt, maps
-    ``z + sigma n`` (sigma ~ U[0, unet_noise_max]) back to the clean latent ``z``: the base starts
-    as an autoencoder passthrough, so at LoRA initialisation every DMDiff path outputs ~D(E(input))
-    and fine-tuning learns only the restoration residual, while the noisy inputs give the UNet a
-    latent denoising prior (what SD-Turbo's prior provides at paper scale). DMDiff never feeds
-    pure noise, so a noise-to-image generator, which minutes of CPU could not train, is not needed.
+    so that the one-step x0 prediction at t=999 maps ``z + sigma n`` (sigma ~ U[0,
+    unet_noise_max]) to the latent of what its prompt describes (:func:`described_views`): the
+    clean image under the positive prompt, its low-pass under the neutral one, a blurred noisy
+    version under the negative one. So the base starts near an autoencoder passthrough whose
+    prompts mean something, the noisy inputs give it a latent denoising prior (what SD-Turbo's
+    prior provides at paper scale), and DMDiff's paths start apart. Trained on one meaning for
+    every prompt, the base ignored prompts and so did DMDiff: its positive and neutral outputs
+    were 45 dB apart after training, and alpha changed nothing. DMDiff never feeds pure noise, so
+    a noise-to-image generator, which minutes of CPU could not train, is not needed.
     The folder appears complete (renamed from a temporary name) or not at all.
     """
     import torch
@@ -372,19 +417,22 @@ def pretrain_dmdiff_base(
         vae.register_to_config(scaling_factor=scaling)
         latents = latents * scaling
 
-        prompts = list(cfg["prompts"].values())
-        embeds = prompt_embeddings(base, prompts)
+        paths = ("positive", "neutral", "negative")  # the order of described_views
+        embeds = prompt_embeddings(base, [cfg["prompts"][p] for p in paths])
         timestep = base.scheduler.config.num_train_timesteps - 1
         unet = base.unet.train().requires_grad_(True)
         opt = torch.optim.Adam(unet.parameters(), lr=lr)
+        batch_rows = torch.arange(batch)
         for step in tqdm(range(int(cfg["unet_steps"])), desc="dmdiff base: unet", mininterval=5):
             idx = torch.randint(len(latents), (batch,), generator=gen)
-            z = latents[idx]
             sigma = torch.rand(batch, 1, 1, 1, generator=gen) * float(cfg["unet_noise_max"])
-            z_in = z + sigma * torch.randn(z.shape, generator=gen)
-            cond = embeds[torch.randint(len(prompts), (batch,), generator=gen)]
-            eps = unet(z_in, timestep, encoder_hidden_states=cond).sample
-            loss = F.mse_loss(one_step_x0(base.scheduler, z_in, eps, timestep), z)
+            z_in = latents[idx] + sigma * torch.randn(latents[idx].shape, generator=gen)
+            which = torch.randint(len(embeds), (batch,), generator=gen)
+            with torch.no_grad():
+                described = described_views(x_all[idx], gen)[which, batch_rows]
+                target = vae.encode(2 * described - 1).latent_dist.mode() * scaling
+            eps = unet(z_in, timestep, encoder_hidden_states=embeds[which]).sample
+            loss = F.mse_loss(one_step_x0(base.scheduler, z_in, eps, timestep), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -20,6 +20,7 @@ import numpy as np
 
 from thincam.data.atomic import atomic_directory
 from thincam.errors import BadInputError
+from thincam.models.dmdiff.base import gaussian_lowpass
 from thincam.models.dmdiff.pseudo import PSEUDO_CONTRACT
 
 log = logging.getLogger(__name__)
@@ -89,22 +90,6 @@ def check_train_cfg(cfg: dict) -> dict:
     if float(cfg["lpips_weight"]) < 0:
         raise BadInputError(f"dmdiff config lpips_weight must be >= 0, got {cfg['lpips_weight']}")
     return cfg
-
-
-def gaussian_lowpass(images, sigma: float):
-    """Separable Gaussian blur (reflect padding): the neutral path's target."""
-    import torch
-    import torch.nn.functional as F
-
-    radius = max(1, math.ceil(3 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = images.shape[1]
-    out = F.pad(images, (radius, radius, 0, 0), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def train_step(
