@@ -60,9 +60,11 @@ def atomic_write_h5(
     for name, array in arrays.items():
         if not array.dtype.isbuiltin and array.dtype.kind not in "SUO":
             raise TypeError(f"dataset {name!r} has unsupported dtype {array.dtype}")
-    # hashlib releases the GIL: hashing in a thread overlaps the HDF5 writes (about 2x faster
-    # shard writes, bench/h5_write_throughput.py). Datasets and attributes keep their order.
-    with ThreadPoolExecutor(max_workers=1) as hasher, atomic_file(path) as tmp_name:
+    # hashlib releases the GIL: the datasets hash in parallel threads beside the HDF5 writes
+    # (SHA-256 at ~1.8 GB/s a core is the bottleneck; bench/h5_write_throughput.py). Datasets
+    # and attributes keep their order, so the bytes do not depend on the thread timing.
+    workers = max(1, min(len(arrays), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as hasher, atomic_file(path) as tmp_name:
         digests = {name: hasher.submit(array_sha256, array) for name, array in arrays.items()}
         with h5py.File(tmp_name, "w", track_order=True) as handle:
             for name, array in arrays.items():
