@@ -63,7 +63,7 @@ def atomic_write_h5(
     # hashlib releases the GIL: the datasets hash in parallel threads beside the HDF5 writes
     # (SHA-256 at ~1.8 GB/s a core is the bottleneck; bench/h5_write_throughput.py). Datasets
     # and attributes keep their order, so the bytes do not depend on the thread timing.
-    workers = max(1, min(len(arrays), os.cpu_count() or 1))
+    workers = max(1, min(len(arrays), len(os.sched_getaffinity(0))))  # the cores a job was given
     with ThreadPoolExecutor(max_workers=workers) as hasher, atomic_file(path) as tmp_name:
         digests = {name: hasher.submit(array_sha256, array) for name, array in arrays.items()}
         with h5py.File(tmp_name, "w", track_order=True) as handle:
