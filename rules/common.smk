@@ -150,13 +150,14 @@ def target_shards(wildcards):
 
 # Stage 1 of DMDiff training: the model whose negative path makes the pseudo pairs.
 NEGATIVE_PATH_MODEL = "negative_path"
-DMDIFF_CODE = CODE_IO + (
+DMDIFF_MODULES = (
     "models.dmdiff.base",
     "models.dmdiff.svda",
     "models.dmdiff.lora",
     "models.dmdiff.model",
     "models.dmdiff.stages",
 )
+DMDIFF_CODE = CODE_IO + DMDIFF_MODULES
 
 
 def dmdiff_spec(wildcards):
@@ -205,7 +206,7 @@ METHOD_MODULES = {
     "ddnm": ["models.prior", "solvers.ddnm", "data.shards"],
     "nsdd": ["models.nsdd"],
     "nsdd_full": ["models.nsdd"],
-    "dmdiff": list(DMDIFF_CODE[len(CODE_IO) :]) + ["models.dmdiff.restore"],
+    "dmdiff": [*DMDIFF_MODULES, "models.dmdiff.restore"],
 }
 
 

@@ -39,9 +39,7 @@ rule train_dmdiff:
         "benchmarks/train_dmdiff/{dataset}/{model}.tsv"
     conda:
         GPU_ENV if config["device"] == "cuda" else CPU_ENV
-    # One thread: these tiny models gain nothing from two, and two threads beside another job
-    # spin-waited in OpenMP, 10 s a step instead of 0.2 (measured on 2 cores). Paper scale: GPU.
-    threads: 1
+    threads: 1  # as pretrain_dmdiff_base
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,

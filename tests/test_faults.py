@@ -23,12 +23,17 @@ from pathlib import Path
 
 import h5py
 import pytest
-import yaml
 
 from thincam.data.h5io import read_h5
 from thincam.data.shards import read_target_shards
 from thincam.errors import CorruptFileError
-from workflow_helpers import REPO, SNAKEMAKE, planned_jobs, run_snakemake, tiny_config
+from workflow_helpers import (
+    planned_jobs,
+    run_snakemake,
+    snakemake_command,
+    tiny_config,
+    tree_digest,
+)
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -60,10 +65,6 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def student_digest(workdir: Path) -> dict[str, str]:
     """Every file of the student: model/, training_curve.{csv,png}, distill.json."""
     return tree_digest(workdir / STUDENT_DIR)
@@ -83,16 +84,7 @@ def copy_run(reference: Path, target: Path, *remove: str) -> Path:
 
 def popen_snakemake(workdir: Path, config: dict, *args: str, cores: int = 2) -> subprocess.Popen:
     """Snakemake in its own process group (one killpg reaches its jobs), output to a file."""
-    config_path = workdir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [
-        str(SNAKEMAKE),
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(config_path),
-        "--cores", str(cores),
-        *args,
-    ]
+    command = snakemake_command(workdir, config, *args, cores=cores)
     with open(workdir / "killed-run.out", "w") as out:
         return subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True

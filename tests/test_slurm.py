@@ -15,7 +15,6 @@ ever and ignore SIGTERM when the cluster misbehaves.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import REPO, SNAKEMAKE, tiny_config
+from workflow_helpers import REPO, SNAKEMAKE, tiny_config, tree_digest
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -51,14 +50,6 @@ def _snakemake(workdir: Path, args: list[str], limit: int = RUN_LIMIT_S, config=
     if done.returncode == 124:
         pytest.fail(f"snakemake ran past {limit} s:\n{done.stderr[-4000:]}")
     return done
-
-
-def _digests(workdir: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(workdir)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted((workdir / "results").rglob("*"))
-        if path.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +82,8 @@ def local_digests(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("local")
     done = _snakemake(workdir, TARGETS, config=tiny_config(), limit=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    digests = _digests(workdir)
-    assert all(target in digests for target in TARGETS), sorted(digests)
+    digests = tree_digest(workdir / "results")
+    assert all(target.removeprefix("results/") in digests for target in TARGETS), sorted(digests)
     return digests
 
 
@@ -106,7 +97,7 @@ def test_cluster_run_matches_local(cluster, local_digests, tmp_path, profile):
     submitted = done.stderr.count("SLURM jobid") + done.stderr.count("with external jobid")
     assert "localrule" not in done.stderr and submitted == done.stderr.count("\nrule "), done.stderr
     assert submitted >= len(TARGETS)
-    assert _digests(tmp_path) == local_digests
+    assert tree_digest(tmp_path / "results") == local_digests
 
 
 RETRY_SNAKEFILE = textwrap.dedent(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -52,20 +53,36 @@ def tiny_config() -> dict:
     return config
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900, snakefile: Path | None = None):
-    """Run snakemake in ``workdir`` with ``config``; returns the CompletedProcess."""
+def snakemake_command(
+    workdir: Path, config: dict, *args: str, cores: int = 2, snakefile: Path | None = None
+) -> list[str]:
+    """The snakemake command line for ``workdir`` with ``config`` (written there as config.yaml)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [
+    return [
         str(SNAKEMAKE),
         "--snakefile", str(snakefile or REPO / "Snakefile"),
         "--directory", str(workdir),
         "--configfile", str(config_path),
-        "--cores", "2",
+        "--cores", str(cores),
         *args,
     ]
+
+
+def run_snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900, snakefile: Path | None = None):
+    """Run snakemake in ``workdir`` with ``config``; returns the CompletedProcess."""
+    command = snakemake_command(workdir, config, *args, snakefile=snakefile)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder``, by relative path: bit-identity between runs."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def planned_jobs(result) -> dict[str, int]:

@@ -1,13 +1,9 @@
 import os
 
-import torch
-
-from thincam.logs import log_to
+from thincam.logs import torch_job
 from thincam.models.distill import distill_nsdd
 
-# Oversubscribed torch threads ran ADMM and metrics 3-60x slower on these shared cores.
-torch.set_num_threads(snakemake.threads)
-with log_to(snakemake.log[0]):
+with torch_job(snakemake.log[0], snakemake.threads):
     distill_nsdd(
         snakemake.input.shards,
         snakemake.input.psf,

@@ -1,10 +1,7 @@
-import torch
-
-from thincam.logs import log_to
+from thincam.logs import torch_job
 from thincam.metrics.evaluate import evaluate_for_workflow
 
-torch.set_num_threads(snakemake.threads)  # 2 threads on shared cores ran 8-30x slower
-with log_to(snakemake.log[0]):
+with torch_job(snakemake.log[0], snakemake.threads):
     evaluate_for_workflow(
         snakemake.input.recon,
         snakemake.input.data,

@@ -28,3 +28,17 @@ def log_to(path: str):
         finally:
             root.removeHandler(handler)
             sys.stderr = previous
+
+
+@contextlib.contextmanager
+def torch_job(path: str, threads: int):
+    """:func:`log_to`, with torch held to the job's ``threads``.
+
+    Oversubscribed torch threads ran ADMM and metrics 3-60x slower on shared cores. torch is
+    imported here, not at module level: the table and figure jobs use :func:`log_to` without it.
+    """
+    import torch
+
+    torch.set_num_threads(int(threads))
+    with log_to(path):
+        yield

@@ -426,7 +426,8 @@ def pretrain_dmdiff_base(
         for step in tqdm(range(int(cfg["unet_steps"])), desc="dmdiff base: unet", mininterval=5):
             idx = torch.randint(len(latents), (batch,), generator=gen)
             sigma = torch.rand(batch, 1, 1, 1, generator=gen) * float(cfg["unet_noise_max"])
-            z_in = latents[idx] + sigma * torch.randn(latents[idx].shape, generator=gen)
+            z = latents[idx]
+            z_in = z + sigma * torch.randn(z.shape, generator=gen)
             which = torch.randint(len(embeds), (batch,), generator=gen)
             with torch.no_grad():
                 described = described_views(x_all[idx], gen)[which, batch_rows]
