@@ -3,7 +3,12 @@
 # baselines -> evaluation -> tables and figures. Each rule is a thin call into src/thincam.
 
 
-# The embedded default, unless the user gives a config (--configfile presets/...): then that
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The embedded default, unless the user gives a config (--configfile my_config.yaml): then that
 # config replaces the default entirely instead of being merged into it.
 if not config:
 

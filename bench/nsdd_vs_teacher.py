@@ -36,12 +36,12 @@ def worker(args) -> dict:
     from thincam.data.h5io import json_attr, read_h5
     from thincam.metrics.timing import measure_latency
     from thincam.models.prior import load_prior
-    from thincam.physics import build_operator
+    from thincam.stages.common import load_operator
 
     torch.manual_seed(args.seed)
     arrays, attrs = read_h5(args.data, contract="dataset")
     operator = json.loads(args.operator) if args.operator else json_attr(attrs, "operator")
-    physics = build_operator(args.psf, operator, device=args.device)
+    physics = load_operator(args.psf, operator, device=args.device)
     y = torch.from_numpy(arrays["y"][: args.n]).to(args.device)
 
     if args.worker == "ddnm":

@@ -1,4 +1,4 @@
-"""Teacher target precompute (compute_target_shard, DDNM+) images/s vs the bare UNet bound.
+"""Teacher target precompute (ddnm_targets, DDNM+) images/s vs the bare UNet bound.
 
 The bound is ceil(N / batch) x steps UNet forwards at that batch size: what sampling would cost if
 the projection, file reading/writing and A+ anchors were free. Without --prior a tiny randomly
@@ -26,7 +26,7 @@ def main() -> None:
     from scipy.ndimage import gaussian_filter
 
     from thincam.data.h5io import atomic_write_h5
-    from thincam.data.shards import compute_target_shard
+    from thincam.stages.nsdd import ddnm_targets
     from thincam.models.prior import DEFAULT_PRIOR_CFG, build_unet, load_prior
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,7 +89,7 @@ def main() -> None:
 
         sync()
         start = time.perf_counter()
-        compute_target_shard(
+        ddnm_targets(
             tmp / "train.h5",
             tmp / "psf.h5",
             operator,
@@ -123,7 +123,7 @@ def main() -> None:
         f"form {args.form}, torch threads {torch.get_num_threads()}"
     )
     print(
-        f"{'compute_target_shard (incl. load, anchors, write)':52s} {args.images / shard_s:8.2f} images/s  ({shard_s:.2f} s)"
+        f"{'ddnm_targets (incl. load, anchors, write)':52s} {args.images / shard_s:8.2f} images/s  ({shard_s:.2f} s)"
     )
     print(
         f"{'bare UNet bound (steps x batches forwards)':52s} {args.images / bound_s:8.2f} images/s  ({bound_s:.2f} s)"

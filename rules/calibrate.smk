@@ -19,12 +19,6 @@ rule calibrate_psf:
         runtime=lambda wc, attempt: 10 * attempt,
     params:
         camera=lambda w: config["cameras"][w.camera],
-        code=code(
-            *CODE_IO,
-            "optics.capture",
-            "optics.masks",
-            "optics.metalens",
-            "optics.calibrate",
-        ),
+        code=code("calibrate:calibrate_psf"),
     script:
         "../workflow_scripts/calibrate_psf.py"

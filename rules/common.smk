@@ -1,14 +1,16 @@
-import hashlib
 import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
+from thincam.codehash import code_hash  # noqa: E402
 from thincam.config_checks import check_config  # noqa: E402
+from thincam.registry import METHODS, SPLITS  # noqa: E402
 
 validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 check_config(config, root=Path.cwd())  # Snakemake resolves inputs from the workdir
@@ -17,25 +19,34 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 CPU_ENV = "../envs/thincam-cpu.yaml"
-GPU_ENV = "../envs/thincam-gpu.yaml"
-SPLITS = ["train", "val", "test"]
+# Every rule that runs torch uses this env and asks for this many GPUs (none on a CPU run).
+TORCH_ENV = "../envs/thincam-gpu.yaml" if config["device"] == "cuda" else CPU_ENV
+TORCH_GPUS = 1 if config["device"] == "cuda" else 0
 
 
-def code(*modules):
-    """Hash of the library modules a job runs: Snakemake does not see edits inside imports."""
-    digest = hashlib.sha256()
-    for module in modules:
-        package = SRC.joinpath("thincam", *module.split("."))
-        path = package.with_suffix(".py")
-        if not path.exists():
-            path = package / "__init__.py"
-        digest.update(module.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+def code(entry, *modules):
+    """Hash of the source a job runs: its stage entry "family:function" and what that imports.
+
+    Snakemake sees edits to a rule's script, not to the library modules it imports; this param
+    makes those edits re-run exactly the jobs that import the edited module.
+    """
+    return code_hash(SRC, f"stages.{entry}", *modules)
 
 
-CODE_IO = ("errors", "data.atomic", "data.h5io")
-CODE_PHYSICS = CODE_IO + ("physics", "physics.operators")
+def job_threads(rule_name):
+    """A rule's threads from the config's ``threads`` map (1 when absent), capped by --cores.
+
+    More than ``max_threads_per_job`` fails here, at parse time: a cluster would queue the job
+    for ever (SLURM: pending with reason PartitionConfig).
+    """
+    threads = int(config.get("threads", {}).get(rule_name, 1))
+    limit = config.get("max_threads_per_job")
+    if limit is not None and threads > limit:
+        raise WorkflowError(
+            f"rule {rule_name} asks for {threads} threads (config threads.{rule_name}) but "
+            f"max_threads_per_job is {limit}: no node can hold the job"
+        )
+    return threads
 
 
 def simulated_datasets():
@@ -150,14 +161,6 @@ def target_shards(wildcards):
 
 # Stage 1 of DMDiff training: the model whose negative path makes the pseudo pairs.
 NEGATIVE_PATH_MODEL = "negative_path"
-DMDIFF_MODULES = (
-    "models.dmdiff.base",
-    "models.dmdiff.svda",
-    "models.dmdiff.lora",
-    "models.dmdiff.model",
-    "models.dmdiff.stages",
-)
-DMDIFF_CODE = CODE_IO + DMDIFF_MODULES
 
 
 def dmdiff_spec(wildcards):
@@ -199,15 +202,9 @@ def dmdiff_pseudo_pairs(wildcards):
     return {}
 
 
-METHOD_MODULES = {
-    "wiener": ["solvers.wiener"],
-    "admm": ["solvers.admm"],
-    "dps": ["models.prior", "solvers.ddnm", "solvers.dps", "data.shards"],
-    "ddnm": ["models.prior", "solvers.ddnm", "data.shards"],
-    "nsdd": ["models.nsdd"],
-    "nsdd_full": ["models.nsdd"],
-    "dmdiff": [*DMDIFF_MODULES, "models.dmdiff.restore"],
-}
+def method_code(wildcards):
+    """The reconstruct stage's hash plus the method's own module graph (loaded by name)."""
+    return code("reconstruct:reconstruct", METHODS[wildcards.method].module)
 
 
 def method_models(wildcards):
@@ -225,14 +222,6 @@ def method_models(wildcards):
             "dmdiff_base": dmdiff_base_dir(wildcards),
         }
     return {}
-
-
-REPORT_CODE = CODE_IO + (
-    "data.atomic",
-    "metrics.fidelity",
-    "report.tables",
-    "report.figures",
-)
 
 
 def paper_tables():

@@ -10,16 +10,14 @@ rule pretrain_dmdiff_base:
         "benchmarks/pretrain_dmdiff_base/{dataset}.tsv"
     conda:
         CPU_ENV  # the tiny base only: paper scale loads a local SD-Turbo instead
-    # One thread: these tiny models gain nothing from two, and two threads beside another job
-    # spin-waited in OpenMP, 10 s a step instead of 0.2 (measured on 2 cores). Paper scale: GPU.
-    threads: 1
+    threads: job_threads("pretrain_dmdiff_base")
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         pretrain=lambda w: dmdiff_spec(w)["base"]["pretrain"],
         seed=config["seed"],
-        code=code(*CODE_IO, "models.dmdiff.base", "models.dmdiff.stages"),
+        code=code("dmdiff:pretrain_dmdiff_base"),
     script:
         "../workflow_scripts/pretrain_dmdiff_base.py"
 
@@ -38,18 +36,18 @@ rule train_dmdiff:
     benchmark:
         "benchmarks/train_dmdiff/{dataset}/{model}.tsv"
     conda:
-        GPU_ENV if config["device"] == "cuda" else CPU_ENV
-    threads: 1  # as pretrain_dmdiff_base
+        TORCH_ENV
+    threads: job_threads("train_dmdiff")
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=TORCH_GPUS,
     params:
         train=dmdiff_train_cfg,
         unpaired=lambda w: dmdiff_spec(w)["unpaired"],
         seed=config["seed"],
         device=config["device"],
-        code=code(*DMDIFF_CODE, "models.dmdiff.train", "models.dmdiff.pseudo"),
+        code=code("dmdiff:train_dmdiff"),
     script:
         "../workflow_scripts/train_dmdiff.py"
 
@@ -68,14 +66,14 @@ rule pseudo_pairs:
     benchmark:
         "benchmarks/pseudo_pairs/{dataset}.tsv"
     conda:
-        GPU_ENV if config["device"] == "cuda" else CPU_ENV
+        TORCH_ENV
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=TORCH_GPUS,
     params:
         unpaired=lambda w: dmdiff_spec(w)["unpaired"],
         device=config["device"],
-        code=code(*DMDIFF_CODE, "models.dmdiff.pseudo"),
+        code=code("dmdiff:pseudo_pairs"),
     script:
         "../workflow_scripts/pseudo_pairs.py"

@@ -11,20 +11,15 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/{dataset}/{method}/{variant}.tsv"
     conda:
-        CPU_ENV
-    threads: 1
+        TORCH_ENV
+    threads: job_threads("evaluate")
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 20 * attempt,
+        gpu=TORCH_GPUS,
     params:
         weights_dir=config.get("metrics", {}).get("weights_dir"),
         device=config["device"],
-        code=code(
-            *CODE_PHYSICS,
-            "data.atomic",
-            "metrics.fidelity",
-            "metrics.perceptual",
-            "metrics.evaluate",
-        ),
+        code=code("evaluate:evaluate"),
     script:
         "../workflow_scripts/evaluate.py"

@@ -11,20 +11,14 @@ rule simulate_measurements:
     wildcard_constraints:
         dataset="|".join(simulated_datasets()) or "^$",
     conda:
-        CPU_ENV
+        TORCH_ENV
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 20 * attempt,
     params:
         dataset=measurement_params,
         seed=config["seed"],
-        code=code(
-            *CODE_PHYSICS,
-            "physics.noise",
-            "data.sources",
-            "data.splits",
-            "data.simulate",
-        ),
+        code=code("measurements:simulate_measurements"),
     script:
         "../workflow_scripts/simulate_measurements.py"
 
@@ -50,8 +44,6 @@ rule ingest_captures:
     params:
         dataset=measurement_params,
         seed=config["seed"],
-        code=code(
-            *CODE_IO, "optics.capture", "data.simulate", "data.splits", "data.ingest"
-        ),
+        code=code("measurements:ingest_captures"),
     script:
         "../workflow_scripts/ingest_captures.py"

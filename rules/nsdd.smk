@@ -13,11 +13,11 @@ rule ddnm_targets:
     wildcard_constraints:
         shard=r"\d{4}",
     conda:
-        GPU_ENV if config["device"] == "cuda" else CPU_ENV
+        TORCH_ENV
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=TORCH_GPUS,
     params:
         operator=lambda w: nsdd_cfg(w).get("operator", {}),
         teacher=lambda w: nsdd_cfg(w)["teacher"],
@@ -25,7 +25,7 @@ rule ddnm_targets:
         batch_size=lambda w: nsdd_cfg(w)["batch_size"],
         seed=config["seed"],
         device=config["device"],
-        code=code(*CODE_PHYSICS, "models.prior", "solvers.ddnm", "data.shards"),
+        code=code("nsdd:ddnm_targets"),
     script:
         "../workflow_scripts/ddnm_targets.py"
 
@@ -50,12 +50,12 @@ rule distill_nsdd:
     wildcard_constraints:
         student="nsdd|nsdd_full",
     conda:
-        GPU_ENV if config["device"] == "cuda" else CPU_ENV
-    threads: 8  # capped at --cores locally
+        TORCH_ENV
+    threads: job_threads("distill_nsdd")
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 120 * attempt,
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=TORCH_GPUS,
     params:
         operator=lambda w: nsdd_cfg(w).get("operator", {}),
         student=lambda w: {
@@ -65,12 +65,6 @@ rule distill_nsdd:
         checkpoint="results/checkpoints/{student}/{dataset}.pt",
         seed=config["seed"],
         device=config["device"],
-        code=code(
-            *CODE_PHYSICS,
-            "models.prior",
-            "models.nsdd",
-            "models.distill",
-            "data.shards",
-        ),
+        code=code("nsdd:distill_nsdd"),
     script:
         "../workflow_scripts/distill_nsdd.py"

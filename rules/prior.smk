@@ -9,16 +9,16 @@ rule train_prior:
     benchmark:
         "benchmarks/train_prior/{prior}.tsv"
     conda:
-        GPU_ENV if config["device"] == "cuda" else CPU_ENV
-    threads: 8  # capped at --cores locally
+        TORCH_ENV
+    threads: job_threads("train_prior")
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 60 * attempt,
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=TORCH_GPUS,
     params:
         train=lambda w: config["priors"][w.prior]["train"],
         seed=config["seed"],
         device=config["device"],
-        code=code(*CODE_IO, "models.prior"),
+        code=code("prior:train_prior"),
     script:
         "../workflow_scripts/train_prior.py"

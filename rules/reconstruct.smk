@@ -11,18 +11,16 @@ rule reconstruct:
     benchmark:
         "benchmarks/reconstruct/{dataset}/{method}/{variant}.tsv"
     conda:
-        CPU_ENV
+        TORCH_ENV
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=lambda wc, attempt: 30 * attempt,
-        gpu=1 if config["device"] == "cuda" else 0,
+        gpu=TORCH_GPUS,
     params:
         params=variant_params,
         timing=config["timing"],
         seed=config["seed"],
         device=config["device"],
-        code=lambda w: code(
-            *CODE_PHYSICS, "metrics.timing", "solvers.run", *METHOD_MODULES[w.method]
-        ),
+        code=method_code,
     script:
         "../workflow_scripts/reconstruct.py"

@@ -25,11 +25,13 @@ rule aggregate:
         ],
     log:
         "logs/aggregate.log",
+    benchmark:
+        "benchmarks/aggregate.tsv"
     conda:
         CPU_ENV
     params:
         tables=paper_tables(),
-        code=code(*CODE_IO, "data.atomic", "report.tables", "report.workflow"),
+        code=code("report:aggregate"),
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -48,10 +50,12 @@ rule quality_vs_time:
         pdf="results/figures/quality_vs_time_{dataset}.pdf",
     log:
         "logs/figures/quality_vs_time_{dataset}.log",
+    benchmark:
+        "benchmarks/figures/quality_vs_time_{dataset}.tsv"
     conda:
         CPU_ENV
     params:
-        code=code(*REPORT_CODE),
+        code=code("report:quality_vs_time"),
     script:
         "../workflow_scripts/quality_vs_time.py"
 
@@ -70,11 +74,13 @@ rule sweep:
         pdf="results/figures/sweep_{dataset}.pdf",
     log:
         "logs/figures/sweep_{dataset}.log",
+    benchmark:
+        "benchmarks/figures/sweep_{dataset}.tsv"
     conda:
         CPU_ENV
     params:
         sweeps=lambda w: config["datasets"][w.dataset]["sweeps"],
-        code=code(*REPORT_CODE),
+        code=code("report:sweep"),
     script:
         "../workflow_scripts/sweep.py"
 
@@ -98,11 +104,13 @@ rule qualitative:
         pdf="results/figures/qualitative_{dataset}.pdf",
     log:
         "logs/figures/qualitative_{dataset}.log",
+    benchmark:
+        "benchmarks/figures/qualitative_{dataset}.tsv"
     conda:
         CPU_ENV
     params:
         n_images=config["figures"].get("qualitative_images", 4),
-        code=code(*REPORT_CODE, "report.workflow"),
+        code=code("report:qualitative"),
     script:
         "../workflow_scripts/qualitative.py"
 
@@ -122,11 +130,13 @@ rule capture_figure:
         pdf="results/figures/capture_{dataset}.pdf",
     log:
         "logs/figures/capture_{dataset}.log",
+    benchmark:
+        "benchmarks/figures/capture_{dataset}.tsv"
     conda:
         CPU_ENV
     params:
         title=lambda w: f"{w.dataset}: {config['figures']['capture_figures'][w.dataset]}",
-        code=code(*REPORT_CODE),
+        code=code("report:capture_figure"),
     script:
         "../workflow_scripts/capture_figure.py"
 
@@ -145,11 +155,13 @@ rule alpha_sweep_figure:
         pdf="results/figures/alpha_sweep_{dataset}.pdf",
     log:
         "logs/figures/alpha_sweep_{dataset}.log",
+    benchmark:
+        "benchmarks/figures/alpha_sweep_{dataset}.tsv"
     wildcard_constraints:
         dataset=config.get("tables", {}).get("alpha_sweep") or "^$",
     conda:
         CPU_ENV
     params:
-        code=code(*REPORT_CODE),
+        code=code("report:alpha_sweep_figure"),
     script:
         "../workflow_scripts/alpha_sweep.py"

@@ -5,11 +5,11 @@ import pytest
 import tifffile
 
 from thincam.data.h5io import atomic_write_h5, read_h5
-from thincam.data.ingest import find_pairs, ingest_captures
-from thincam.data.simulate import simulate_measurements
+from thincam.data.ingest import find_pairs
 from thincam.data.sources import lfw_faces, rgb_crops
 from thincam.data.splits import split_indices
 from thincam.errors import BadInputError
+from thincam.stages.measurements import ingest_captures, simulate_measurements
 
 
 def _psf_file(path, size=16, channels=3):
@@ -67,9 +67,9 @@ def test_simulation_contract_noise_and_determinism(tmp_path):
     import torch
 
     from thincam.data.h5io import json_attr
-    from thincam.physics import build_operator
+    from thincam.stages.common import load_operator
 
-    physics = build_operator(psf, json_attr(attrs, "operator"))
+    physics = load_operator(psf, json_attr(attrs, "operator"))
     clean = physics.A(torch.from_numpy(arrays["x"])).numpy()
     assert abs(float(np.std(arrays["y"] - clean)) - 0.02) < 0.004
 

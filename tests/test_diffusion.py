@@ -65,10 +65,10 @@ def tiny_prior():
 @pytest.fixture(scope="session")
 def saved_prior(tmp_path_factory, faces):
     """A prior trained for 2 steps: enough to exercise the saved layout, not to be good."""
-    from thincam.models.prior import train_prior
+    from thincam.models.prior import save_prior, train_prior
 
     path = tmp_path_factory.mktemp("prior") / "tiny"
-    train_prior(faces[:32], path, {"steps": 2, "batch_size": 4}, seed=0)
+    save_prior(train_prior(faces[:32], {"steps": 2, "batch_size": 4}, seed=0), path)
     return path
 
 
@@ -76,10 +76,10 @@ def saved_prior(tmp_path_factory, faces):
 def trained_prior(tmp_path_factory, faces):
     """A prior trained on 184 faces for 120 steps, about 30 s on 2 idle cores (16 faces held out).
     Measured margins: DDNM+ beats A+y by 2.6 dB (scalar) and 4.6 dB (svd) on the 8 test faces."""
-    from thincam.models.prior import load_prior, train_prior
+    from thincam.models.prior import load_prior, save_prior, train_prior
 
     path = tmp_path_factory.mktemp("prior") / "faces"
-    train_prior(faces[16:], path, {"steps": 120, "batch_size": 16, "lr": 2e-3}, seed=0)
+    save_prior(train_prior(faces[16:], {"steps": 120, "batch_size": 16, "lr": 2e-3}, seed=0), path)
     return load_prior(path)
 
 
@@ -261,7 +261,7 @@ def test_dps_guidance_reduces_residual(tiny_prior, faces):
 
 
 def test_train_prior_layout_and_determinism(saved_prior, faces, tmp_path):
-    from thincam.models.prior import load_prior, prior_id, train_prior
+    from thincam.models.prior import load_prior, prior_id, save_prior, train_prior
 
     assert (saved_prior / "unet" / "config.json").is_file()
     assert (saved_prior / "scheduler" / "scheduler_config.json").is_file()
@@ -270,7 +270,7 @@ def test_train_prior_layout_and_determinism(saved_prior, faces, tmp_path):
     facts = json.loads((saved_prior / "prior.json").read_text())
     assert facts["n_images"] == 32 and facts["image_shape"] == [3, SIZE, SIZE]
     again = tmp_path / "again"
-    train_prior(faces[:32], again, {"steps": 2, "batch_size": 4}, seed=0)
+    save_prior(train_prior(faces[:32], {"steps": 2, "batch_size": 4}, seed=0), again)
     assert prior_id(again) == prior_id(saved_prior)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dir left behind
     unet, scheduler = load_prior(saved_prior)
@@ -341,10 +341,10 @@ def split_files(tmp_path, faces):
 
 
 def make_shard(split_files, prior, out, shard=0, n_shards=2, batch_size=2, teacher=TEACHER):
-    from thincam.data.shards import compute_target_shard
+    from thincam.stages.nsdd import ddnm_targets
 
     data_path, psf_path, operator = split_files
-    compute_target_shard(
+    ddnm_targets(
         data_path,
         psf_path,
         operator,

@@ -493,8 +493,7 @@ def test_pretrain_train_pseudo_retrain_restore(tmp_path):
     train_dmdiff(tmp_path / "base", (y, x), FWHM, tmp_path / "stage1", cfg, seed=0)
 
     clean = _images(8, seed=9)
-    make_pseudo_pairs(tmp_path / "stage1", clean, FWHM, tmp_path / "pseudo.h5", batch_size=5)
-    arrays, attrs = read_h5(tmp_path / "pseudo.h5", contract="pseudo_pairs")
+    arrays, attrs = make_pseudo_pairs(tmp_path / "stage1", clean, FWHM, batch_size=5)
     assert arrays["y_pseudo"].shape == clean.shape and np.array_equal(arrays["x_clean"], clean)
     assert arrays["index"].tolist() == list(range(8)) and attrs["prompt"] == PROMPTS["negative"]
     assert 0 <= arrays["y_pseudo"].min() and arrays["y_pseudo"].max() <= 1
@@ -526,8 +525,8 @@ def metalens_splits(tmp_path_factory):
     """Real simulated metalens files: the default camera's PSF grid, 8 train / 2 test crops."""
     from workflow_helpers import tiny_config
 
-    from thincam.data.simulate import simulate_measurements
-    from thincam.optics.calibrate import calibrate_psf
+    from thincam.stages.calibrate import calibrate_psf
+    from thincam.stages.measurements import simulate_measurements
 
     out = tmp_path_factory.mktemp("metalens")
     config = tiny_config()
@@ -546,30 +545,30 @@ def test_dataset_stages_pair_the_leading_images_and_pseudo_pair_the_rest(
     base_dir, metalens_splits, tmp_path
 ):
     from thincam.data.h5io import json_attr, read_h5
-    from thincam.models.dmdiff.stages import pseudo_pairs_on_dataset, train_on_dataset
+    from thincam.stages.dmdiff import pseudo_pairs, train_dmdiff
 
     data, psf = metalens_splits / "train.h5", metalens_splits / "psf.h5"
-    train_on_dataset(data, psf, base_dir, tmp_path / "stage1", TRAIN, seed=0, n_unpaired=3)
+    train_dmdiff(data, psf, base_dir, tmp_path / "stage1", TRAIN, seed=0, n_unpaired=3)
     training = json.loads((tmp_path / "stage1/dmdiff_config.json").read_text())["training"]
     assert training["n_real"] == 5 and training["n_pseudo"] == 0
-    pseudo_pairs_on_dataset(tmp_path / "stage1", base_dir, data, psf, tmp_path / "p.h5", 3)
+    pseudo_pairs(tmp_path / "stage1", base_dir, data, psf, tmp_path / "p.h5", 3)
     pairs, attrs = read_h5(tmp_path / "p.h5", contract="pseudo_pairs")
     split, _ = read_h5(data, contract="dataset")
     assert np.array_equal(pairs["x_clean"], split["x"][5:])
     assert np.array_equal(pairs["index"], split["index"][5:])
     assert json_attr(attrs, "fwhm_grid") == read_h5(psf, ["fwhm"])[0]["fwhm"].astype(float).tolist()
-    train_on_dataset(
+    train_dmdiff(
         data, psf, base_dir, tmp_path / "full", TRAIN, 0, n_unpaired=3, pseudo_pairs=tmp_path / "p.h5"
     )
     training = json.loads((tmp_path / "full/dmdiff_config.json").read_text())["training"]
     assert training["n_real"] == 5 and training["n_pseudo"] == 3
 
     with pytest.raises(BadInputError, match="unpaired must be in"):
-        train_on_dataset(data, psf, base_dir, tmp_path / "x", TRAIN, 0, n_unpaired=8)
+        train_dmdiff(data, psf, base_dir, tmp_path / "x", TRAIN, 0, n_unpaired=8)
     with pytest.raises(BadInputError, match="nothing to pseudo-pair"):
-        pseudo_pairs_on_dataset(tmp_path / "stage1", base_dir, data, psf, tmp_path / "q.h5", 0)
+        pseudo_pairs(tmp_path / "stage1", base_dir, data, psf, tmp_path / "q.h5", 0)
     with pytest.raises(BadInputError, match="train split"):
-        train_on_dataset(metalens_splits / "test.h5", psf, base_dir, tmp_path / "x", TRAIN, 0, 0)
+        train_dmdiff(metalens_splits / "test.h5", psf, base_dir, tmp_path / "x", TRAIN, 0, 0)
     assert not (tmp_path / "x").exists() and not (tmp_path / "q.h5").exists()
 
 
@@ -577,8 +576,9 @@ def test_dmdiff_method_is_the_tunable_decoder_of_the_trained_model(
     base_dir, metalens_splits, tmp_path
 ):
     from thincam.data.h5io import json_attr, read_h5
-    from thincam.models.dmdiff.stages import read_fwhm, train_on_dataset
-    from thincam.solvers.run import run_reconstruction
+    from thincam.stages.dmdiff import read_fwhm
+    from thincam.stages.dmdiff import train_dmdiff as train_on_dataset
+    from thincam.stages.reconstruct import reconstruct
 
     data, psf = metalens_splits / "train.h5", metalens_splits / "psf.h5"
     model_dir = tmp_path / "model"
@@ -589,7 +589,7 @@ def test_dmdiff_method_is_the_tunable_decoder_of_the_trained_model(
     models = {"dmdiff": str(model_dir), "dmdiff_base": str(moved)}
     timing = {"warmup": 0, "repeats": 1, "n_images": 1}
     run = dict(dataset="m", method="dmdiff", timing=timing, models=models)
-    run_reconstruction(
+    reconstruct(
         metalens_splits / "test.h5", psf, tmp_path / "a05.h5", variant="a05",
         params={"model": "full", "alpha": 0.5}, **run,
     )
@@ -599,7 +599,7 @@ def test_dmdiff_method_is_the_tunable_decoder_of_the_trained_model(
     assert np.array_equal(recon["xhat"], expected.numpy())
     assert json_attr(attrs, "params") == {"model": "full", "alpha": 0.5} and recon["latency_s"][0] > 0
     with pytest.raises(BadInputError, match="does not take parameter"):
-        run_reconstruction(
+        reconstruct(
             metalens_splits / "test.h5", psf, tmp_path / "bad.h5", variant="bad",
             params={"model": "full", "beta": 1.0}, **run,
         )

@@ -16,13 +16,9 @@ import torch
 from thincam.data.h5io import atomic_write_h5
 from thincam.errors import BadInputError
 from thincam.metrics import fidelity, perceptual
-from thincam.metrics.evaluate import (
-    COLUMNS,
-    evaluate_for_workflow,
-    evaluate_reconstruction,
-)
 from thincam.metrics.perceptual import WEIGHT_FILES, PerceptualMetrics
 from thincam.metrics.timing import measure_latency
+from thincam.stages.evaluate import COLUMNS, evaluate, evaluate_reconstruction
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 LEARNED = ("lpips", "dists", "musiq", "clipiqa")
@@ -435,7 +431,7 @@ def test_lpips_plumbing_with_random_backbone(tmp_path, monkeypatch):
     assert df["dists"].isna().all()
 
 
-def test_evaluate_for_workflow_builds_the_camera_operator(tmp_path):
+def test_evaluate_builds_the_camera_operator(tmp_path):
     """Real thincam operator: a centred delta PSF with circular boundary is the identity."""
     n, size = 2, 32
     x = (0.8 * np.random.default_rng(8).random((n, 3, size, size))).astype(np.float32)
@@ -472,7 +468,7 @@ def test_evaluate_for_workflow_builds_the_camera_operator(tmp_path):
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = evaluate_for_workflow(recon_path, data_path, psf_path, tmp_path / "m.csv")
+        df = evaluate(recon_path, data_path, psf_path, tmp_path / "m.csv")
     expected = 0.1 * np.sqrt(x[0].size) / np.linalg.norm(x.reshape(n, -1), axis=1)
     np.testing.assert_allclose(df["consistency"], expected, rtol=1e-4)
     atomic_write_h5(
@@ -482,4 +478,4 @@ def test_evaluate_for_workflow_builds_the_camera_operator(tmp_path):
         contract="dataset",
     )
     with pytest.raises(BadInputError, match=f"{data_path}: attribute 'operator' missing"):
-        evaluate_for_workflow(recon_path, data_path, psf_path, tmp_path / "m.csv")
+        evaluate(recon_path, data_path, psf_path, tmp_path / "m.csv")

@@ -61,9 +61,9 @@ def psf_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def physics(psf_path):
-    from thincam.physics import build_operator
+    from thincam.stages.common import load_operator
 
-    return build_operator(psf_path, OPERATOR)
+    return load_operator(psf_path, OPERATOR)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_distillation_reduces_loss_without_ground_truth(tmp_path, monkeypatch, p
     """Shards carry a NaN ground truth `x`: training must neither read it nor need it."""
     import h5py
 
-    from thincam.models.distill import distill_nsdd
+    from thincam.stages.nsdd import distill_nsdd
     from thincam.models.nsdd import build_student, load_student
     from thincam.models.prior import load_prior
 
@@ -235,12 +235,13 @@ def test_save_load_gives_identical_outputs(tmp_path, physics, prior_path):
 def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, shards, psf_path, prior_path):
     """Checkpoint at step 3 (the end of epoch 0), kill at step 4, resume to 6."""
     from thincam.models import distill
+    from thincam.stages import nsdd
 
     cfg = {**CFG, "steps": 6, "checkpoint_every": 3}
-    distill.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "whole"), cfg, seed=5)
+    nsdd.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "whole"), cfg, seed=5)
 
     calls = []
-    real_step = distill._train_step
+    real_step = distill.train_step
 
     def dying_step(*args):
         if len(calls) == 4:
@@ -248,13 +249,13 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, shard
         calls.append(1)
         return real_step(*args)
 
-    monkeypatch.setattr(distill, "_train_step", dying_step)
+    monkeypatch.setattr(distill, "train_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        distill.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "cut"), cfg, seed=5)
+        nsdd.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "cut"), cfg, seed=5)
     assert (tmp_path / "cut" / "checkpoint.pt").exists() and not (tmp_path / "cut" / "distill.json").exists()
     assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 3
-    monkeypatch.setattr(distill, "_train_step", real_step)
-    distill.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "cut"), cfg, seed=5)
+    monkeypatch.setattr(distill, "train_step", real_step)
+    nsdd.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "cut"), cfg, seed=5)
 
     for name in ("model/diffusion_pytorch_model.safetensors", "training_curve.csv"):
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes(), name
@@ -263,7 +264,7 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, shard
 def test_corrupted_shard_is_rejected_naming_the_file(tmp_path, physics, psf_path, prior_path):
     import h5py
 
-    from thincam.models.distill import distill_nsdd
+    from thincam.stages.nsdd import distill_nsdd
 
     paths = write_shards(tmp_path / "targets", physics, prior_path, [4, 4])
     with h5py.File(paths[1], "r+") as handle:
@@ -280,7 +281,7 @@ def test_corrupted_shard_is_rejected_naming_the_file(tmp_path, physics, psf_path
 
 
 def test_shards_from_another_operator_are_rejected(tmp_path, physics, psf_path, prior_path):
-    from thincam.models.distill import distill_nsdd
+    from thincam.stages.nsdd import distill_nsdd
 
     paths = write_shards(tmp_path / "targets", physics, prior_path, [4])
     other = {**OPERATOR, "pinv_lam": 0.3}
@@ -293,15 +294,16 @@ def test_lpips_term_is_used_when_weights_exist(tmp_path, shards, psf_path, prior
     from here means anything; a missing trunk file is an error naming it."""
     import torchvision
 
-    from thincam.models.distill import ALEXNET_FILE, distill_nsdd
+    from thincam.models.lpips import ALEXNET_FILE
+    from thincam.stages.nsdd import distill_nsdd
 
     cfg = {**CFG, "steps": 2, "lpips_weight": 0.5, "lpips_weights_dir": str(tmp_path)}
     with pytest.raises(MissingWeightsError, match=ALEXNET_FILE):
         distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), cfg, seed=0)
 
-    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / ALEXNET_FILE).parent.mkdir(parents=True)
     trunk = torchvision.models.AlexNet().features.state_dict()
-    torch.save({f"features.{k}": v for k, v in trunk.items()}, tmp_path / "hub" / "checkpoints" / ALEXNET_FILE)
+    torch.save({f"features.{k}": v for k, v in trunk.items()}, tmp_path / ALEXNET_FILE)
     distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), cfg, seed=0)
     rows = [line.split(",") for line in (tmp_path / "out" / "training_curve.csv").read_text().splitlines()[1:]]
     for _, loss, l2, lp in rows:
@@ -310,7 +312,7 @@ def test_lpips_term_is_used_when_weights_exist(tmp_path, shards, psf_path, prior
 
 
 def test_bad_config_names_the_key(tmp_path, shards, psf_path, prior_path):
-    from thincam.models.distill import distill_nsdd
+    from thincam.stages.nsdd import distill_nsdd
 
     cfg = {k: v for k, v in CFG.items() if k != "t_fixed"}
     with pytest.raises(BadInputError, match="t_fixed"):

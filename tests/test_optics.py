@@ -10,7 +10,7 @@ import tifffile
 
 from thincam.data.h5io import json_attr, read_h5
 from thincam.errors import BadInputError
-from thincam.optics.calibrate import calibrate_psf
+from thincam.stages.calibrate import calibrate_psf
 from thincam.optics.capture import (
     area_downsample,
     calibrate_capture_psf,

@@ -13,7 +13,9 @@ import pytest
 
 from thincam.data.h5io import atomic_write_h5
 from thincam.errors import BadInputError
+from thincam.data.atomic import write_csv_atomic
 from thincam.report import figures, tables
+from thincam.stages import report
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -21,7 +23,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_report_modules_do_not_import_torch():
     code = (
-        "import sys, thincam.report.tables, thincam.report.figures\n"
+        "import sys, thincam.report.tables, thincam.report.figures, thincam.stages.report\n"
         "print(sorted({'torch', 'pyiqa', 'diffusers', 'skimage'} & set(sys.modules)))"
     )
     out = subprocess.run(
@@ -54,7 +56,7 @@ def per_image_csv(path, psnr, latency, gmsd=None, lpips=None):
             "latency_s": latency,
         }
     )
-    tables.write_csv_atomic(df, path)
+    write_csv_atomic(df, path)
     return path
 
 
@@ -75,8 +77,10 @@ def test_aggregate_known_means(tmp_path):
     b = per_image_csv(tmp_path / "b.csv", [10.0, 14.0], [1.0, 3.0], gmsd=[0.4, np.nan])
     out = tmp_path / "tables" / "metrics.csv"
     df = tables.aggregate(
-        [a, b], [meta("wiener", "k1", K=0.01), meta("admm", "it50", n_iter=50)], out
+        [(str(a), report.read_per_image(a)), (str(b), report.read_per_image(b))],
+        [meta("wiener", "k1", K=0.01), meta("admm", "it50", n_iter=50)],
     )
+    write_csv_atomic(df, out)
     assert list(df.columns) == tables.CORE_COLUMNS + ["gmsd", "params"]
     rows = df.set_index("method")
     assert rows.loc["wiener", "psnr"] == pytest.approx(24.0)
@@ -96,19 +100,18 @@ def test_aggregate_names_bad_inputs(tmp_path):
     a = per_image_csv(tmp_path / "a.csv", [20.0], [0.1])
     pd.read_csv(a).drop(columns="consistency").to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(BadInputError, match=r"short.csv: column\(s\) \['consistency'\] missing"):
-        tables.aggregate([tmp_path / "short.csv"], [meta("wiener", "k1")], tmp_path / "m.csv")
+        report.read_per_image(tmp_path / "short.csv")
     with pytest.raises(
         BadInputError,
         match=r"runs \[\['faces', 'wiener', 'k1'\]\] appear more than once, in \[.*a.csv', .*a.csv'\]",
     ):
-        tables.aggregate([a, a], [meta("wiener", "k1"), meta("wiener", "k1")], tmp_path / "m.csv")
+        table = report.read_per_image(a)
+        tables.aggregate([(str(a), table), (str(a), table)], [meta("wiener", "k1"), meta("wiener", "k1")])
     with pytest.raises(BadInputError, match=r"metadata for .*a.csv lacks \['camera'\]"):
         tables.aggregate(
-            [a],
+            [(str(a), report.read_per_image(a))],
             [{k: v for k, v in meta("wiener", "k1").items() if k != "camera"}],
-            tmp_path / "m.csv",
         )
-    assert not (tmp_path / "m.csv").exists()
 
 
 def write_recon_pair(tmp_path, recon_dataset="faces", n=4, size=16, gt=True, channels=3):
@@ -154,7 +157,7 @@ def write_recon_pair(tmp_path, recon_dataset="faces", n=4, size=16, gt=True, cha
 
 def test_read_recon_meta(tmp_path):
     data_path, recons = write_recon_pair(tmp_path)
-    assert tables.read_recon_meta(recons[0], data_path) == {
+    assert report.read_recon_meta(recons[0], data_path) == {
         "dataset": "faces",
         "camera": "dots",
         "method": "wiener",
@@ -169,7 +172,7 @@ def test_read_recon_meta(tmp_path):
     with pytest.raises(
         BadInputError, match=f"{bad[0]} reconstructs dataset 'flowers' but {data_path} is 'faces'"
     ):
-        tables.read_recon_meta(bad[0], data_path)
+        report.read_recon_meta(bad[0], data_path)
 
 
 # ---------------------------------------------------------------- paper tables
@@ -221,8 +224,7 @@ def metrics_table(lpips=True, extras=True, gt=True):
 
 
 def test_nsdd_main_table(tmp_path):
-    out = tmp_path / "nsdd.csv"
-    table = tables.nsdd_main_table(metrics_table(), "faces", out)
+    table = tables.nsdd_main_table(metrics_table(), "faces")
     assert list(table.columns) == [
         "Method",
         "Variant",
@@ -236,7 +238,6 @@ def test_nsdd_main_table(tmp_path):
     assert table["Method"].tolist() == ["Wiener", "ADMM", "DPS", "DDNM+", "NSDD"]
     assert table.loc[2, "Variant"] == "z3"  # lower LPIPS wins
     assert table.loc[0, "PSNR"] == 22.0 and table.loc[4, "time (s)"] == 0.01
-    assert pd.read_csv(out)["Method"].tolist() == table["Method"].tolist()
     chosen = tables.nsdd_main_table(metrics_table(), "faces", variants={"dps": "z1"})
     assert chosen.loc[2, "Variant"] == "z1"
     with pytest.raises(BadInputError, match="no dps variant 'z9'"):
@@ -260,7 +261,8 @@ def test_nsdd_table_falls_back_to_a_named_weight_free_metric():
 
 def test_dmdiff_tables(tmp_path):
     df = metrics_table()
-    main = tables.dmdiff_main_table(df, "faces", tmp_path / "dmdiff.csv")
+    main = tables.dmdiff_main_table(df, "faces")
+    write_csv_atomic(main, tmp_path / "dmdiff.csv")
     assert list(main.columns) == [
         "Method",
         "Variant",
@@ -277,11 +279,11 @@ def test_dmdiff_tables(tmp_path):
     written = pd.read_csv(tmp_path / "dmdiff.csv", keep_default_na=False)
     assert (written["DISTS"] == "").all()
 
-    alpha = tables.alpha_sweep_table(df, "faces", tmp_path / "alpha.csv")
+    alpha = tables.alpha_sweep_table(df, "faces")
     assert alpha["alpha"].tolist() == [0.0, 0.5, 1.0]
     assert alpha["PSNR"].tolist() == [25.0, 24.0, 23.0]
 
-    ablation = tables.dmdiff_ablation_table(df, "faces", tmp_path / "ablation.csv")
+    ablation = tables.dmdiff_ablation_table(df, "faces")
     assert ablation["Ablation"].tolist() == list(tables.ABLATION_VARIANTS)
     assert ablation["PSNR"].tolist() == [22.0, 22.5, 23.0, 24.0]
     with pytest.raises(
@@ -304,7 +306,7 @@ def assert_figure(png: Path):
 
 def write_metrics_csv(tmp_path, **kwargs):
     path = tmp_path / "metrics.csv"
-    tables.write_csv_atomic(metrics_table(**kwargs), path)
+    write_csv_atomic(metrics_table(**kwargs), path)
     return path
 
 
@@ -335,15 +337,13 @@ def test_sweep_figure(tmp_path):
 
 def test_alpha_sweep_figure(tmp_path):
     table = tmp_path / "alpha.csv"
-    tables.alpha_sweep_table(metrics_table(lpips=False), "faces", table)
+    write_csv_atomic(tables.alpha_sweep_table(metrics_table(lpips=False), "faces"), table)
     png = tmp_path / "alpha_sweep_faces.png"
     assert figures.alpha_sweep(table, "faces", png) == "gmsd"
     assert_figure(png)
-    tables.alpha_sweep_table(
-        metrics_table(gt=False), "faces", table
-    )  # real captures: no-reference only
+    write_csv_atomic(tables.alpha_sweep_table(metrics_table(gt=False), "faces"), table)  # no-reference only
     assert figures.alpha_sweep(table, "faces", png) == "musiq"
-    tables.write_csv_atomic(pd.read_csv(table).drop(columns="MUSIQ"), table)
+    write_csv_atomic(pd.read_csv(table).drop(columns="MUSIQ"), table)
     with pytest.raises(BadInputError, match="alpha.csv: no perceptual metric has values"):
         figures.alpha_sweep(table, "faces", png)
 

@@ -1,8 +1,8 @@
 from thincam.logs import log_to
-from thincam.report.workflow import aggregate_runs
+from thincam.stages.report import aggregate
 
 with log_to(snakemake.log[0]):
-    aggregate_runs(
+    aggregate(
         snakemake.input.metrics,
         snakemake.input.recons,
         snakemake.input.data,

@@ -1,5 +1,5 @@
 from thincam.logs import log_to
-from thincam.report.figures import alpha_sweep
+from thincam.stages.report import alpha_sweep_figure
 
 with log_to(snakemake.log[0]):
-    alpha_sweep(snakemake.input[0], snakemake.wildcards.dataset, snakemake.output.png)
+    alpha_sweep_figure(snakemake.input[0], snakemake.wildcards.dataset, snakemake.output.png)

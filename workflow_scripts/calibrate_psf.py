@@ -1,5 +1,5 @@
 from thincam.logs import log_to
-from thincam.optics.calibrate import calibrate_psf
+from thincam.stages.calibrate import calibrate_psf
 
 with log_to(snakemake.log[0]):
     calibrate_psf(snakemake.params.camera, snakemake.output[0])

@@ -1,5 +1,5 @@
 from thincam.logs import log_to
-from thincam.report.figures import capture_figure
+from thincam.stages.report import capture_figure
 
 with log_to(snakemake.log[0]):
     capture_figure(snakemake.input.data, snakemake.input.recon, snakemake.output.png, snakemake.params.title)

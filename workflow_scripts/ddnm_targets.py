@@ -1,8 +1,8 @@
-from thincam.data.shards import compute_target_shard
+from thincam.stages.nsdd import ddnm_targets
 from thincam.logs import torch_job
 
 with torch_job(snakemake.log[0], snakemake.threads):
-    compute_target_shard(
+    ddnm_targets(
         snakemake.input.data,
         snakemake.input.psf,
         snakemake.params.operator,

@@ -1,7 +1,7 @@
 import os
 
 from thincam.logs import torch_job
-from thincam.models.distill import distill_nsdd
+from thincam.stages.nsdd import distill_nsdd
 
 with torch_job(snakemake.log[0], snakemake.threads):
     distill_nsdd(

@@ -1,8 +1,8 @@
 from thincam.logs import torch_job
-from thincam.metrics.evaluate import evaluate_for_workflow
+from thincam.stages.evaluate import evaluate
 
 with torch_job(snakemake.log[0], snakemake.threads):
-    evaluate_for_workflow(
+    evaluate(
         snakemake.input.recon,
         snakemake.input.data,
         snakemake.input.psf,

@@ -1,4 +1,4 @@
-from thincam.data.ingest import ingest_captures
+from thincam.stages.measurements import ingest_captures
 from thincam.logs import log_to
 
 with log_to(snakemake.log[0]):

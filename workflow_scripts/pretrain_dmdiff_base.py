@@ -1,8 +1,8 @@
 from thincam.logs import torch_job
-from thincam.models.dmdiff.stages import pretrain_base_on_dataset
+from thincam.stages.dmdiff import pretrain_dmdiff_base
 
 with torch_job(snakemake.log[0], snakemake.threads):
-    pretrain_base_on_dataset(
+    pretrain_dmdiff_base(
         snakemake.input.data,
         snakemake.output[0],
         snakemake.params.pretrain,

@@ -1,8 +1,8 @@
 from thincam.logs import torch_job
-from thincam.models.dmdiff.stages import pseudo_pairs_on_dataset
+from thincam.stages.dmdiff import pseudo_pairs
 
 with torch_job(snakemake.log[0], snakemake.threads):
-    pseudo_pairs_on_dataset(
+    pseudo_pairs(
         snakemake.input.model,
         snakemake.input.base,
         snakemake.input.data,

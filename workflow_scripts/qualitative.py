@@ -1,7 +1,7 @@
 from thincam.logs import log_to
-from thincam.report.workflow import qualitative_figure
+from thincam.stages.report import qualitative
 
 with log_to(snakemake.log[0]):
-    qualitative_figure(
+    qualitative(
         snakemake.input.data, snakemake.input.recons, snakemake.output.png, snakemake.params.n_images
     )

@@ -1,5 +1,5 @@
 from thincam.logs import log_to
-from thincam.report.figures import quality_vs_time
+from thincam.stages.report import quality_vs_time
 
 with log_to(snakemake.log[0]):
     quality_vs_time(snakemake.input[0], snakemake.wildcards.dataset, snakemake.output.png)

@@ -1,8 +1,8 @@
 from thincam.logs import torch_job
-from thincam.solvers.run import run_reconstruction
+from thincam.stages.reconstruct import reconstruct
 
 with torch_job(snakemake.log[0], snakemake.threads):
-    run_reconstruction(
+    reconstruct(
         snakemake.input.data,
         snakemake.input.psf,
         snakemake.output[0],

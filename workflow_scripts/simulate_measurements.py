@@ -1,4 +1,4 @@
-from thincam.data.simulate import simulate_measurements
+from thincam.stages.measurements import simulate_measurements
 from thincam.logs import torch_job
 
 with torch_job(snakemake.log[0], snakemake.threads):

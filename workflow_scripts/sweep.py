@@ -1,5 +1,5 @@
 from thincam.logs import log_to
-from thincam.report.figures import sweep
+from thincam.stages.report import sweep
 
 with log_to(snakemake.log[0]):
     sweep(snakemake.input[0], snakemake.wildcards.dataset, snakemake.output.png, snakemake.params.sweeps)

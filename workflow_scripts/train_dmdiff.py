@@ -1,8 +1,8 @@
 from thincam.logs import torch_job
-from thincam.models.dmdiff.stages import train_on_dataset
+from thincam.stages.dmdiff import train_dmdiff
 
 with torch_job(snakemake.log[0], snakemake.threads):
-    train_on_dataset(
+    train_dmdiff(
         snakemake.input.data,
         snakemake.input.psf,
         snakemake.input.base,

@@ -1,8 +1,8 @@
 from thincam.logs import torch_job
-from thincam.models.prior import train_prior_on_dataset
+from thincam.stages.prior import train_prior
 
 with torch_job(snakemake.log[0], snakemake.threads):
-    train_prior_on_dataset(
+    train_prior(
         snakemake.input.data,
         snakemake.output[0],
         snakemake.params.train,

@@ -56,3 +56,10 @@ def atomic_directory(out_dir: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` atomically to ``path`` (checkpoints, rendered figures, JSON markers)."""
+    with atomic_file(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return Path(path)

@@ -1,4 +1,4 @@
-"""Real captures into the dataset HDF5 layout: DiffuserCam, PhlatCam-style folders, generic pairs.
+"""Readers of real capture sets: DiffuserCam, PhlatCam-style folders, generic pairs.
 
 A capture without a reference (ground truth) is a valid dataset: its files have no ``x``.
 """
@@ -10,10 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from thincam.data.h5io import atomic_write_h5, read_h5
-from thincam.data.simulate import check_finite, operator_spec, stable_seed
 from thincam.data.sources import IMAGE_SUFFIXES
-from thincam.data.splits import SPLITS, split_indices
 from thincam.errors import BadInputError
 
 # Folder names of each layout: (measurement folders, reference folders); first match wins.
@@ -83,57 +80,3 @@ def prepare_capture(
     if not peak > 0:
         raise BadInputError(f"{path}: capture is all zero after background subtraction")
     return (image / peak).astype(np.float32)
-
-
-def ingest_captures(
-    psf_path: str, dataset: Mapping[str, Any], name: str, out_paths: Mapping[str, str], seed: int
-) -> None:
-    """Write the configured splits of a real capture set; references become ``x`` when present."""
-    from thincam.data.sources import resize_image
-    from thincam.optics.capture import load_image
-
-    captures = dataset["captures"]
-    psf_arrays, _ = read_h5(psf_path, names=["psf"], contract="psf")
-    psf_shape = tuple(psf_arrays["psf"].shape[-2:])
-    image_shape = tuple(dataset.get("image_size") or psf_shape)
-    spec = operator_spec(dataset["operator"], psf_shape, image_shape)
-    pairs = find_pairs(captures["format"], captures["path"])
-    y, x = [], []
-    for measurement, reference in pairs:
-        capture = prepare_capture(
-            measurement,
-            bit_depth=captures.get("bit_depth"),
-            background=captures.get("background", "corner"),
-            downsample=captures.get("downsample", 1),
-            sensor_shape=spec["sensor_shape"],
-            channels=psf_arrays["psf"].shape[0],
-        )
-        check_finite(capture, str(measurement))
-        y.append(capture)
-        if reference is not None:
-            ref = load_image(reference)
-            ref = np.repeat(ref, 3, axis=0) if ref.shape[0] == 1 else ref[:3]
-            x.append(resize_image(ref, image_shape).clip(0, 1).astype(np.float32))
-    y_all = np.stack(y)
-    x_all = np.stack(x) if x else None
-    sizes = dataset["splits"]
-    splits = split_indices(len(y_all), sizes, stable_seed(seed, name, "splits"))
-    for split in SPLITS:
-        index = splits[split]
-        arrays = {"y": y_all[index], "index": index}
-        if x_all is not None:
-            arrays["x"] = x_all[index]
-        atomic_write_h5(
-            out_paths[split],
-            arrays,
-            attrs={
-                "dataset": name,
-                "camera": dataset["camera"],
-                "split": split,
-                "operator": spec,
-                "noise": {"kind": "real"},
-                "seed": seed,
-                "source": [str(m) for m, _ in pairs],
-            },
-            contract="dataset",
-        )

@@ -7,8 +7,7 @@ from typing import Mapping
 import numpy as np
 
 from thincam.errors import BadInputError
-
-SPLITS = ("train", "val", "test")
+from thincam.registry import SPLITS
 
 
 def split_indices(n_total: int, sizes: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:

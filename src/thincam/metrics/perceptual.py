@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from thincam.errors import BadInputError
+from thincam.models.lpips import ALEXNET_FILE
+from thincam.registry import METRICS, PERCEPTUAL, WEIGHT_FREE
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +46,7 @@ _HF = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/"
 _CLIP_RN50_SHA = "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762"
 
 WEIGHT_FILES: dict[str, tuple[WeightFile, ...]] = {
-    "lpips": (
-        WeightFile(
-            "hub/checkpoints/alexnet-owt-7be5be79.pth",
-            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-        ),
-    ),
+    "lpips": (WeightFile(ALEXNET_FILE, "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),),
     "dists": (
         WeightFile(
             "hub/checkpoints/vgg16-397923af.pth",
@@ -71,10 +68,9 @@ WEIGHT_FILES: dict[str, tuple[WeightFile, ...]] = {
     ),
 }
 
-FULL_REFERENCE = ("lpips", "dists", "ms_ssim", "gmsd", "fsim", "vif", "nlpd")
-NO_REFERENCE = ("musiq", "clipiqa", "piqe")
-COLUMNS = ("lpips", "dists", "musiq", "clipiqa", "ms_ssim", "gmsd", "fsim", "vif", "nlpd", "piqe")
-WEIGHT_FREE = ("ms_ssim", "gmsd", "fsim", "vif", "nlpd", "piqe")
+FULL_REFERENCE = tuple(m for m in PERCEPTUAL if METRICS[m].reference)
+NO_REFERENCE = tuple(m for m in PERCEPTUAL if not METRICS[m].reference)
+COLUMNS = PERCEPTUAL
 
 # Smallest image side each metric runs on: ms_ssim's 5 scales of an 11-px window, vif's 4 scales,
 # AlexNet's pooling in LPIPS, PIQE's 16x16 blocks.
@@ -114,9 +110,10 @@ def _unloadable(paths: list[Path]) -> list[Path]:
 
 
 def _build_lpips(paths: list[Path], device: torch.device) -> Callable:
-    import lpips
+    from thincam.models.lpips import load_lpips_alex
 
-    net = lpips.LPIPS(net="alex", version="0.1", verbose=False).to(device).eval()
+    weights_dir = Path(str(paths[0]).removesuffix(ALEXNET_FILE))
+    net = load_lpips_alex(weights_dir, device=device)
     return lambda a, b: net(a, b, normalize=True)
 
 

@@ -32,6 +32,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from thincam.errors import BadInputError, CorruptFileError, MissingWeightsError
 
 MODES = ("null", "full")
+# The distillation output folder is complete only when this file, written last, exists.
+MARKER = "distill.json"
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
@@ -128,8 +130,6 @@ def build_student(prior_unet: UNet2DModel, scheduler, cfg: dict) -> NSDDStudent:
 
 def load_student(path: str | Path) -> NSDDStudent:
     """A trained student from a distill_nsdd output folder (complete only with its marker) or a model folder."""
-    from thincam.models.distill import MARKER
-
     path = Path(path)
     if (path / "model").is_dir() or (path / MARKER).exists():
         if not (path / MARKER).exists():
@@ -151,3 +151,12 @@ def nsdd_reconstruct(student: NSDDStudent, physics, y: torch.Tensor, batch_size:
             yb = y[start : start + batch_size].to(device=param.device, dtype=param.dtype)
             out.append(student(yb, physics).clamp_(0.0, 1.0).to(y.device))
     return torch.cat(out)
+
+
+def make_solver(physics, params, context):
+    """The reconstruct stage's entry: the distilled student (its folder's marker is the input)."""
+    from thincam.solvers import check_params
+
+    check_params("nsdd", nsdd_reconstruct, params, skip=3)
+    student = load_student(Path(context["models"]["student"]).parent).to(context["device"])
+    return lambda y, index: nsdd_reconstruct(student, physics, y, **params)

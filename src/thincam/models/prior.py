@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 from thincam.data.atomic import atomic_directory
 from thincam.errors import BadInputError, MissingWeightsError
 
-# Sized for the embedded default (DESIGN.md 4, 8): 1.06 M parameters at 32 px, about 0.2 s per
+# Sized for the embedded default (docs/design.md): 1.06 M parameters at 32 px, about 0.2 s per
 # training step at batch 16 on 2 CPU cores, so 1500 steps is ~5 min on an idle machine.
 DEFAULT_PRIOR_CFG: dict[str, Any] = {
     "steps": 1500,
@@ -70,13 +71,22 @@ def build_unet(image_shape: tuple[int, int, int], cfg: Mapping[str, Any]):
     )
 
 
-def train_prior(
-    images: np.ndarray, out_dir: str | os.PathLike, cfg: Mapping[str, Any] | None, seed: int, device: str = "cpu"
-) -> None:
-    """Train an epsilon-prediction DDPM prior on ``images`` [N,C,H,W] in [0,1] and save it.
+@dataclass
+class TrainedPrior:
+    """A freshly trained prior: what :func:`save_prior` writes."""
 
-    Writes ``out_dir/unet/``, ``out_dir/scheduler/`` (diffusers layout), ``loss.csv`` (step, loss)
-    and ``prior.json`` (training facts). Everything random (init, batches, flips, noise, timesteps)
+    unet: Any
+    scheduler: Any
+    losses: list[float]
+    facts: dict[str, Any]
+
+
+def train_prior(
+    images: np.ndarray, cfg: Mapping[str, Any] | None, seed: int, device: str = "cpu"
+) -> TrainedPrior:
+    """Train an epsilon-prediction DDPM prior on ``images`` [N,C,H,W] in [0,1].
+
+    Everything random (init, batches, flips, noise, timesteps)
     comes from ``seed`` (drawn on the CPU whatever ``device``), so a re-run on the same machine
     gives the same weights.
     """
@@ -125,25 +135,26 @@ def train_prior(
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
+    facts = {
+        "cfg": cfg,
+        "seed": seed,
+        "n_images": len(images),
+        "image_shape": list(images.shape[1:]),
+        "n_params": int(sum(p.numel() for p in unet.parameters())),
+        "final_loss_mean_last_100": float(np.mean(losses[-100:])),
+    }
+    return TrainedPrior(unet.eval().to("cpu"), scheduler, losses, facts)
 
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(out) as tmp:
-        unet.eval().to("cpu")
-        unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        scheduler.save_pretrained(tmp / "scheduler")
+
+def save_prior(prior: TrainedPrior, out_dir: str | os.PathLike) -> None:
+    """``out_dir/unet/``, ``out_dir/scheduler/`` (diffusers layout), ``loss.csv`` and ``prior.json``."""
+    with atomic_directory(out_dir) as tmp:
+        prior.unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        prior.scheduler.save_pretrained(tmp / "scheduler")
         with open(tmp / LOSS_CSV, "w") as handle:
             handle.write("step,loss\n")
-            handle.writelines(f"{k},{v:.6g}\n" for k, v in enumerate(losses))
-        facts = {
-            "cfg": cfg,
-            "seed": seed,
-            "n_images": len(images),
-            "image_shape": list(images.shape[1:]),
-            "n_params": int(sum(p.numel() for p in unet.parameters())),
-            "final_loss_mean_last_100": float(np.mean(losses[-100:])),
-        }
-        (tmp / PRIOR_JSON).write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
+            handle.writelines(f"{k},{v:.6g}\n" for k, v in enumerate(prior.losses))
+        (tmp / PRIOR_JSON).write_text(json.dumps(prior.facts, indent=1, sort_keys=True) + "\n")
 
 
 def _locate(path: Path) -> tuple[Path, Path, Path]:
@@ -198,16 +209,3 @@ def load_prior(path: str | os.PathLike, device: str = "cpu"):
     scheduler = DDPMScheduler.from_pretrained(scheduler_config.parent, local_files_only=True)
     return unet, scheduler
 
-
-def train_prior_on_dataset(
-    data_path: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    cfg: Mapping[str, Any] | None,
-    seed: int,
-    device: str = "cpu",
-) -> None:
-    """The ``train_prior`` rule: a prior on the clean images ``x`` of a dataset's training split."""
-    from thincam.data.h5io import read_h5
-
-    arrays, _ = read_h5(data_path, names=["x"], contract="dataset")
-    train_prior(arrays["x"], out_dir, cfg, seed=seed, device=device)

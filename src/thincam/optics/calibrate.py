@@ -1,21 +1,18 @@
-"""One entry point from a configured camera to results/psf/{camera}.h5 (contract "psf").
+"""From a configured camera to its PSF arrays: calibrated from a capture or simulated.
 
-Whatever the camera (a captured point-source frame or a simulation), downstream rules see the same
-file: ``psf`` float32 [C,H,W] with unit sum per channel, plus ``psf_grid`` and ``fwhm`` for a
-metalens, and attributes saying where it came from.
+Whatever the camera (a captured point-source frame or a simulation), downstream sees the same
+arrays: ``psf`` float32 [C,H,W] with unit sum per channel, plus ``psf_grid`` and ``fwhm`` for a
+metalens, and attributes saying where they came from.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from thincam.data.h5io import atomic_write_h5
 from thincam.errors import BadInputError
 from thincam.optics.capture import calibrate_capture_psf
 from thincam.optics.masks import phase_contour_psf, random_diffuser_psf, sparse_dots_psf
@@ -122,10 +119,8 @@ def _simulate(camera: Mapping[str, Any], size: tuple[int, int], where: str) -> d
     }
 
 
-def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike) -> None:
-    """Calibrate or simulate the PSF of ``camera`` (a config entry) and write ``out_path``."""
-    out_path = Path(out_path)
-    where = f"camera for {out_path}"
+def camera_psf(camera: Mapping[str, Any], where: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(datasets, attrs) of the PSF of ``camera`` (a config entry); ``where`` names it in errors."""
     kind = camera.get("kind")
     if kind not in KIND_KEYS:
         raise BadInputError(f"{where}: unknown kind {kind!r} (expected one of {list(KIND_KEYS)})")
@@ -179,4 +174,4 @@ def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike) -> Non
     if not np.isfinite(psf).all() or not (sums > 0).all():
         raise BadInputError(f"{where}: PSF is not finite or has an empty channel (sums {sums})")
     datasets = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in datasets.items()}
-    atomic_write_h5(out_path, datasets, attrs, contract="psf")
+    return datasets, attrs

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 
-def build_operator(psf_path: str, operator: Mapping[str, Any], device: str = "cpu"):
-    """The forward model of a dataset, from its calibrated PSF file and operator parameters.
 
-    ``operator`` is the dict stored in the dataset's attrs: kind ("lensless" | "metalens"),
-    scene_shape, sensor_shape, boundary, pinv_lam, pinv_iters.
+def build_operator(psf: np.ndarray, operator: Mapping[str, Any], device: str = "cpu"):
+    """The forward model of a dataset from its PSF array and operator parameters.
+
+    ``psf`` is ``psf`` [C,H,W] for kind "lensless" and ``psf_grid`` [gy,gx,C,h,w] for kind
+    "metalens"; ``operator`` is the dict stored in the dataset's attrs: kind, scene_shape,
+    sensor_shape, boundary, pinv_lam, pinv_iters.
     """
     import torch
 
-    from thincam.data.h5io import read_h5
     from thincam.physics.operators import LenslessConvolution, ProductConvolution
 
     kind = operator["kind"]
     if kind == "lensless":
-        arrays, _ = read_h5(psf_path, names=["psf"], contract="psf")
         physics = LenslessConvolution(
-            torch.from_numpy(arrays["psf"]),
+            torch.from_numpy(np.asarray(psf)),
             scene_shape=tuple(operator["scene_shape"]),
             sensor_shape=tuple(operator["sensor_shape"]),
             boundary=operator.get("boundary", "linear"),
@@ -28,9 +29,8 @@ def build_operator(psf_path: str, operator: Mapping[str, Any], device: str = "cp
             pinv_iters=operator.get("pinv_iters", 50),
         )
     elif kind == "metalens":
-        arrays, _ = read_h5(psf_path, names=["psf_grid"], contract="psf")
         physics = ProductConvolution(
-            torch.from_numpy(arrays["psf_grid"]),
+            torch.from_numpy(np.asarray(psf)),
             image_shape=tuple(operator["scene_shape"]),
             pinv_lam=operator["pinv_lam"],
             pinv_iters=operator.get("pinv_iters", 50),
@@ -38,3 +38,7 @@ def build_operator(psf_path: str, operator: Mapping[str, Any], device: str = "cp
     else:
         raise ValueError(f"operator kind must be 'lensless' or 'metalens', got {kind!r}")
     return physics.to(device)
+
+
+# The PSF file dataset each operator kind is built from.
+PSF_DATASET = {"lensless": "psf", "metalens": "psf_grid"}

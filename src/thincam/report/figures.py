@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,16 +19,17 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
+from thincam.data.atomic import atomic_file
 from thincam.data.h5io import read_h5
 from thincam.errors import BadInputError
 from thincam.metrics.fidelity import psnr
+from thincam.registry import METRICS
 from thincam.report.tables import (
     METHOD_LABELS,
-    METRICS,
     best_perceptual,
+    check_metrics,
     dataset_rows,
     param_values,
-    read_metrics,
 )
 
 log = logging.getLogger(__name__)
@@ -56,21 +56,13 @@ def _save(fig: Figure, out_png: str | os.PathLike) -> tuple[Path, Path]:
     out_png.parent.mkdir(parents=True, exist_ok=True)
     targets = ((out_png, "png", {}), (out_png.with_suffix(".pdf"), "pdf", {"CreationDate": None}))
     for path, fmt, metadata in targets:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_file(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=200, bbox_inches="tight", metadata=metadata)
-            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide figures from the rest of the group
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
     return out_png, out_png.with_suffix(".pdf")
 
 
 def _axis_label(metric: str) -> str:
-    label, lower_better = METRICS[metric]
+    label, lower_better = METRICS[metric].label, METRICS[metric].lower_is_better
     unit = " (dB)" if metric == "psnr" else ""
     return f"{label}{unit}, {'lower' if lower_better else 'higher'} is better"
 
@@ -82,7 +74,10 @@ def _method_style(method: str) -> dict:
 
 
 def _rows(metrics_csv: str | os.PathLike, dataset: str) -> pd.DataFrame:
-    metrics = read_metrics(metrics_csv)
+    try:
+        metrics = check_metrics(pd.read_csv(metrics_csv, keep_default_na=False, na_values=[""]), str(metrics_csv))
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise BadInputError(f"{metrics_csv}: not a readable metrics table ({err})") from err
     try:
         return dataset_rows(metrics, dataset)
     except BadInputError as err:
@@ -199,7 +194,7 @@ def sweep(
                 runs[metric],
                 marker=style["marker"],
                 color=style["color"],
-                label=METRICS[metric][0],
+                label=METRICS[metric].label,
             )
             if metric != "psnr" and runs["psnr"].notna().any():
                 twin = ax.twinx()
@@ -316,7 +311,7 @@ def alpha_sweep(
         raise BadInputError(f"{alpha_table_csv}: not a readable alpha-sweep table ({err})") from err
     if "alpha" not in table.columns:
         raise BadInputError(f"{alpha_table_csv}: column 'alpha' missing")
-    by_name = table.rename(columns={label: name for name, (label, _) in METRICS.items()})
+    by_name = table.rename(columns={metric.label: name for name, metric in METRICS.items()})
     metric = best_perceptual(by_name, exclude=("psnr",))
     if metric == "psnr":
         raise BadInputError(f"{alpha_table_csv}: no perceptual metric has values")
@@ -330,7 +325,7 @@ def alpha_sweep(
             marker="s",
             linestyle="--",
             color="C3",
-            label=METRICS[metric][0],
+            label=METRICS[metric].label,
         )
         ax.set_ylabel(_axis_label(metric), color="C3")
         if "psnr" in by_name.columns and by_name["psnr"].notna().any():

@@ -18,10 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from thincam.data.atomic import write_csv_atomic
-
-from thincam.data.h5io import read_h5
 from thincam.errors import BadInputError
+from thincam.registry import METHODS, METRICS, PERCEPTUAL_PREFERENCE, WEIGHT_FREE
 
 log = logging.getLogger(__name__)
 
@@ -55,47 +53,8 @@ PER_IMAGE_REQUIRED = [
     "latency_s",
 ]
 
-# name -> (label in tables and figures, lower is better)
-METRICS: dict[str, tuple[str, bool]] = {
-    "psnr": ("PSNR", False),
-    "ssim": ("SSIM", False),
-    "lpips": ("LPIPS", True),
-    "dists": ("DISTS", True),
-    "musiq": ("MUSIQ", False),
-    "clipiqa": ("CLIP-IQA", False),
-    "ms_ssim": ("MS-SSIM", False),
-    "gmsd": ("GMSD", True),
-    "fsim": ("FSIM", False),
-    "vif": ("VIF", False),
-    "nlpd": ("NLPD", True),
-    "piqe": ("PIQE", True),
-    "consistency": ("consistency", True),
-}
-# The quality metric a table or figure shows: the first with any value. Full-reference perceptual
-# ones, then PSNR, then no-reference ones (all a capture without ground truth has).
-PERCEPTUAL_PREFERENCE = (
-    "lpips",
-    "dists",
-    "ms_ssim",
-    "gmsd",
-    "fsim",
-    "vif",
-    "nlpd",
-    "psnr",
-    "musiq",
-    "clipiqa",
-    "piqe",
-)
-WEIGHT_FREE_EXTRAS = ("ms_ssim", "gmsd", "fsim", "vif", "nlpd", "piqe")
-
-METHOD_LABELS = {
-    "wiener": "Wiener",
-    "admm": "ADMM",
-    "dps": "DPS",
-    "ddnm": "DDNM+",
-    "nsdd": "NSDD",
-    "dmdiff": "DMDiff",
-}
+METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
+WEIGHT_FREE_EXTRAS = WEIGHT_FREE
 NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "nsdd")
 # Ablation row label -> dmdiff variant name in the config.
 ABLATION_VARIANTS = {
@@ -107,112 +66,77 @@ ABLATION_VARIANTS = {
 _DECIMALS = {"psnr": 2, "musiq": 2, "piqe": 2, "peak_mem_mb": 1}
 
 
-def _params_json(params: Any) -> str:
+def params_json(params: Any) -> str:
     """Canonical JSON of a variant's parameters, so equal parameters compare equal as text."""
     if isinstance(params, str):
         params = json.loads(params) if params else {}
     return json.dumps(params or {}, sort_keys=True)
 
 
-def read_recon_meta(recon_path: str | os.PathLike, data_path: str | os.PathLike) -> dict:
-    """The :func:`aggregate` metadata of one reconstruction, from its recon and dataset attributes."""
-    _, recon = read_h5(recon_path, names=[], contract="recon")
-    _, data = read_h5(data_path, names=[], contract="dataset")
-    for path, attrs, keys in (
-        (recon_path, recon, ("dataset", "method", "variant", "peak_mem_mb", "device")),
-        (data_path, data, ("dataset", "camera")),
-    ):
-        missing = [key for key in keys if key not in attrs]
-        if missing:
-            raise BadInputError(f"{path}: attribute(s) {missing} missing")
-    if recon["dataset"] != data["dataset"]:
-        raise BadInputError(
-            f"{recon_path} reconstructs dataset {recon['dataset']!r} but {data_path} is {data['dataset']!r}"
-        )
-    return {
-        "dataset": recon["dataset"],
-        "camera": data["camera"],
-        "method": recon["method"],
-        "variant": recon["variant"],
-        "peak_mem_mb": float(recon["peak_mem_mb"]),
-        "device": recon["device"],
-        "params": _params_json(recon.get("params", {})),
-    }
-
-
-def _read_per_image(path: str | os.PathLike) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise BadInputError(f"{path}: not a readable metrics CSV ({err})") from err
+def check_per_image(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The per-image table of one run with numeric columns; ``source`` names it in errors."""
     missing = [c for c in PER_IMAGE_REQUIRED if c not in df.columns]
     if missing:
-        raise BadInputError(f"{path}: column(s) {missing} missing")
+        raise BadInputError(f"{source}: column(s) {missing} missing")
     if df.empty:
-        raise BadInputError(f"{path}: no images")
+        raise BadInputError(f"{source}: no images")
+    df = df.copy()
     for column in df.columns:
         try:
             df[column] = pd.to_numeric(df[column]).astype(float)
         except (ValueError, TypeError) as err:
-            raise BadInputError(f"{path}: column {column!r} is not numeric ({err})") from err
+            raise BadInputError(f"{source}: column {column!r} is not numeric ({err})") from err
+    return df
+
+
+def check_metrics(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """results/tables/metrics.csv as a DataFrame, checked for the columns tables and figures use."""
+    missing = [c for c in CORE_COLUMNS + ["params"] if c not in df.columns]
+    if missing:
+        raise BadInputError(f"{source}: column(s) {missing} missing")
     return df
 
 
 def aggregate(
-    metric_csvs: Sequence[str | os.PathLike],
+    per_image: Sequence[tuple[str, pd.DataFrame]],
     recon_meta: Sequence[Mapping[str, Any]],
-    out_csv: str | os.PathLike,
 ) -> pd.DataFrame:
-    """One row per (dataset, method, variant): means over images, median latency; written to out_csv.
+    """One row per (dataset, method, variant): means over images, median latency.
+
+    ``per_image`` holds (source name, per-image table) pairs; the source names errors.
 
     A metric missing for any image of a run stays NaN rather than becoming the mean of the rest.
     Columns: :data:`CORE_COLUMNS`, then extra metrics in per-image CSV order, then ``params``.
     """
-    if len(metric_csvs) != len(recon_meta):
-        raise BadInputError(
-            f"{len(metric_csvs)} metric CSVs but {len(recon_meta)} recon metadata entries"
-        )
+    if len(per_image) != len(recon_meta):
+        raise BadInputError(f"{len(per_image)} metric tables but {len(recon_meta)} recon metadata entries")
     rows, extras = [], []
-    for path, meta in zip(metric_csvs, recon_meta):
+    for (path, table), meta in zip(per_image, recon_meta):
         missing = [key for key in META_KEYS if key not in meta]
         if missing:
             raise BadInputError(f"metadata for {path} lacks {missing}")
-        per_image = _read_per_image(path)
+        per_image_table = check_per_image(table, path)
         row = {key: meta[key] for key in META_KEYS}
-        row["n_images"] = len(per_image)
-        for column in per_image.columns.drop("index"):
+        row["n_images"] = len(per_image_table)
+        for column in per_image_table.columns.drop("index"):
             if column == "latency_s":
-                row[column] = per_image[column].median()
+                row[column] = per_image_table[column].median()
             else:
-                row[column] = per_image[column].mean(skipna=False)
+                row[column] = per_image_table[column].mean(skipna=False)
             if column not in CORE_COLUMNS and column not in extras:
                 extras.append(column)
-        row["params"] = _params_json(meta.get("params", {}))
+        row["params"] = params_json(meta.get("params", {}))
         rows.append(row)
     df = pd.DataFrame(rows, columns=CORE_COLUMNS + extras + ["params"])
     key = ["dataset", "method", "variant"]
     duplicated = df.duplicated(key, keep=False)
     if duplicated.any():
-        sources = [str(p) for p, dup in zip(metric_csvs, duplicated) if dup]
+        sources = [str(p) for (p, _), dup in zip(per_image, duplicated) if dup]
         raise BadInputError(
             f"runs {df.loc[duplicated, key].drop_duplicates().values.tolist()} appear more than once,"
             f" in {sources}"
         )
-    df = df.sort_values(["dataset", "method", "variant"], kind="stable").reset_index(drop=True)
-    write_csv_atomic(df, out_csv)
-    return df
-
-
-def read_metrics(metrics_csv: str | os.PathLike) -> pd.DataFrame:
-    """results/tables/metrics.csv, checked for the columns the tables and figures rely on."""
-    try:
-        df = pd.read_csv(metrics_csv, keep_default_na=False, na_values=[""])
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise BadInputError(f"{metrics_csv}: not a readable metrics table ({err})") from err
-    missing = [c for c in CORE_COLUMNS + ["params"] if c not in df.columns]
-    if missing:
-        raise BadInputError(f"{metrics_csv}: column(s) {missing} missing")
-    return df
+    return df.sort_values(["dataset", "method", "variant"], kind="stable").reset_index(drop=True)
 
 
 def best_perceptual(df: pd.DataFrame, exclude: Sequence[str] = ()) -> str:
@@ -245,7 +169,7 @@ def param_values(rows: pd.DataFrame, name: str) -> pd.Series:
 
 def _best_row(rows: pd.DataFrame, metric: str) -> pd.Series:
     """The row with the best value of ``metric`` (NaN last); the only row if there is one."""
-    lower_better = METRICS[metric][1]
+    lower_better = METRICS[metric].lower_is_better
     ranked = rows.sort_values(metric, ascending=lower_better, na_position="last", kind="stable")
     return ranked.iloc[0]
 
@@ -267,16 +191,9 @@ def _table(rows: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
     return table
 
 
-def _finish(table: pd.DataFrame, out_csv: str | os.PathLike | None) -> pd.DataFrame:
-    if out_csv is not None:
-        write_csv_atomic(table, out_csv)
-    return table
-
-
 def nsdd_main_table(
     metrics_df: pd.DataFrame,
     dataset: str,
-    out_csv: str | os.PathLike | None = None,
     variants: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Method | Variant | PSNR | SSIM | <perceptual> | consistency | time (s) | memory (MB).
@@ -303,24 +220,23 @@ def nsdd_main_table(
     if not chosen:
         raise BadInputError(f"{dataset}: none of {NSDD_TABLE_METHODS} in the metrics table")
     names = ["psnr", "ssim"] + ([metric] if metric != "psnr" else []) + ["consistency"]
-    columns = {n: METRICS[n][0] for n in names} | {
+    columns = {n: METRICS[n].label for n in names} | {
         "latency_s": "time (s)",
         "peak_mem_mb": "memory (MB)",
     }
-    return _finish(_table(pd.DataFrame(chosen), columns), out_csv)
+    return _table(pd.DataFrame(chosen), columns)
 
 
 def _dmdiff_columns(rows: pd.DataFrame) -> dict[str, str]:
     """PSNR, SSIM, the four learned metrics (empty when absent), and the weight-free ones present."""
     names = ["psnr", "ssim", "lpips", "dists", "musiq", "clipiqa"]
     names += [n for n in WEIGHT_FREE_EXTRAS if n in rows.columns and rows[n].notna().any()]
-    return {n: METRICS[n][0] for n in names}
+    return {n: METRICS[n].label for n in names}
 
 
 def dmdiff_main_table(
     metrics_df: pd.DataFrame,
     dataset: str,
-    out_csv: str | os.PathLike | None = None,
     variants: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Wiener (its best variant) and the DMDiff variants (all, or ``variants`` in that order)."""
@@ -333,7 +249,7 @@ def dmdiff_main_table(
         if wiener.empty
         else pd.concat([_best_row(wiener, best_perceptual(rows)).to_frame().T, dmdiff])
     )
-    return _finish(_table(selected, _dmdiff_columns(rows)), out_csv)
+    return _table(selected, _dmdiff_columns(rows))
 
 
 def _dmdiff_rows(
@@ -359,7 +275,6 @@ def _pick_variants(rows: pd.DataFrame, variants: Sequence[str], dataset: str) ->
 def alpha_sweep_table(
     metrics_df: pd.DataFrame,
     dataset: str,
-    out_csv: str | os.PathLike | None = None,
     variants: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The DMDiff runs whose params set the decoder mix ``alpha`` (or just ``variants``), by alpha."""
@@ -371,13 +286,12 @@ def alpha_sweep_table(
     swept = swept.assign(alpha=swept["alpha"].astype(float)).sort_values("alpha", kind="stable")
     table = _table(swept, _dmdiff_columns(rows))
     table.insert(2, "alpha", swept["alpha"].to_numpy())
-    return _finish(table, out_csv)
+    return table
 
 
 def dmdiff_ablation_table(
     metrics_df: pd.DataFrame,
     dataset: str,
-    out_csv: str | os.PathLike | None = None,
     variants: Mapping[str, str] = ABLATION_VARIANTS,
 ) -> pd.DataFrame:
     """One row per ablation (label -> dmdiff variant), in the order given; every one must exist."""
@@ -385,4 +299,4 @@ def dmdiff_ablation_table(
     picked = _pick_variants(rows[rows["method_key"] == "dmdiff"], list(variants.values()), dataset)
     table = _table(picked, _dmdiff_columns(rows))
     table.insert(0, "Ablation", list(variants))
-    return _finish(table.drop(columns="Method"), out_csv)
+    return table.drop(columns="Method")

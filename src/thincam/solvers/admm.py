@@ -180,3 +180,11 @@ def admm_tv(
         torch.sub(v, w_minus_rho, out=rho_s)
     xhat = v[..., : physics.scene_shape[0], : physics.scene_shape[1]]
     return xhat.clamp_min(0.0) if nonneg else xhat.contiguous()
+
+
+def make_solver(physics, params, context):
+    """The reconstruct stage's entry: ``solve(y, index)`` with the variant's ADMM parameters."""
+    from thincam.solvers import check_params
+
+    check_params("admm", admm_tv, params, skip=2)
+    return lambda y, index: admm_tv(physics, y, **params)

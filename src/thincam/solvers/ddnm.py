@@ -229,3 +229,25 @@ def ddnm_plus(
         else:
             x = a_t * x0hat
     return ((x + 1) / 2).clamp(0, 1)
+
+
+def diffusion_solver(sampler, name: str, physics, params, context):
+    """``solve(y, index)`` of a diffusion sampler with the job's prior and per-image seeds."""
+    from thincam.models.prior import load_prior
+    from thincam.solvers import check_params, image_seeds
+
+    check_params(name, sampler, params, skip=4)
+    unet, scheduler = load_prior(context["models"]["prior"], device=context["device"])
+    shape = (physics.scene_shape[0], physics.scene_shape[1])
+
+    def solve(y, index):
+        seeds = image_seeds(context, index)
+        x_T = initial_noise((len(seeds), unet.config.in_channels, *shape), seeds, y.device)
+        return sampler(physics, y, unet, scheduler, x_T=x_T, generator=step_generators(seeds), **params)
+
+    return solve
+
+
+def make_solver(physics, params, context):
+    """The reconstruct stage's entry: DDNM+ with the job's prior."""
+    return diffusion_solver(ddnm_plus, "ddnm", physics, params, context)

@@ -68,3 +68,10 @@ def dps(
             scale = zeta / norm.clamp_min(1e-12) if zeta_mode == "normalized" else torch.full_like(norm, zeta)
             x = x_prev - scale.view(-1, *[1] * len(dims)) * grad
     return ((x.detach() + 1) / 2).clamp(0, 1)
+
+
+def make_solver(physics, params, context):
+    """The reconstruct stage's entry: DPS with the job's prior."""
+    from thincam.solvers.ddnm import diffusion_solver
+
+    return diffusion_solver(dps, "dps", physics, params, context)

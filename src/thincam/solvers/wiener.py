@@ -63,3 +63,11 @@ def wiener(physics, y: torch.Tensor, K: float) -> torch.Tensor:
         kind = type(physics).__name__
         raise TypeError(f"wiener needs a LenslessConvolution or ProductConvolution, got {kind}")
     return xhat.clamp(0.0, 1.0)
+
+
+def make_solver(physics, params, context):
+    """The reconstruct stage's entry: ``solve(y, index)`` with the variant's K."""
+    from thincam.solvers import check_params
+
+    check_params("wiener", wiener, params, skip=2)
+    return lambda y, index: wiener(physics, y, **params)

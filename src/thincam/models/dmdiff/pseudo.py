@@ -7,8 +7,6 @@ clean images it yields (x_clean, y_pseudo) pairs that enlarge the positive/neutr
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 import numpy as np
 
 from thincam.errors import BadInputError
@@ -20,19 +18,17 @@ def make_pseudo_pairs(
     model_dir: str | os.PathLike,
     clean: np.ndarray,
     fwhm_grid: np.ndarray,
-    out_h5: str | os.PathLike,
     batch_size: int = 16,
     device: str = "cpu",
     index: np.ndarray | None = None,
     base_dir: str | os.PathLike | None = None,
-) -> Path:
-    """Write ``x_clean``, ``y_pseudo`` [N,3,H,W], ``index`` to ``out_h5`` (atomic, checksummed).
+) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, attrs) of contract PSEUDO_CONTRACT: ``x_clean``, ``y_pseudo`` [N,3,H,W], ``index``.
 
     ``base_dir``: the base model folder, if not the one recorded when the model was trained.
     """
     import torch
 
-    from thincam.data.h5io import atomic_write_h5
     from thincam.models.dmdiff.base import check_images
     from thincam.models.dmdiff.model import load_dmdiff
 
@@ -58,9 +54,4 @@ def make_pseudo_pairs(
         "score": model.config["score"],
         "fwhm_grid": np.asarray(fwhm_grid, dtype=np.float64).tolist(),
     }
-    return atomic_write_h5(
-        out_h5,
-        {"x_clean": clean, "y_pseudo": y_pseudo, "index": index},
-        attrs,
-        contract=PSEUDO_CONTRACT,
-    )
+    return {"x_clean": clean, "y_pseudo": y_pseudo, "index": index}, attrs

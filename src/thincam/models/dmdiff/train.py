@@ -178,9 +178,9 @@ def train_dmdiff(
         )
         loss_name = "l2"
     else:
-        from thincam.models.distill import alexnet_lpips
+        from thincam.models.lpips import load_lpips_alex
 
-        perceptual = alexnet_lpips(cfg["lpips_weights_dir"], device)
+        perceptual = load_lpips_alex(cfg["lpips_weights_dir"], device)
         loss_name = f"l2 + {lpips_weight} * lpips(alex)"
         log.info("loss: %s, trunk weights from %s", loss_name, cfg["lpips_weights_dir"])
 

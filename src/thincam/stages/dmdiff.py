@@ -1,4 +1,4 @@
-"""The DMDiff workflow stages on dataset files: base pretraining, training, pseudo pairs.
+"""The DMDiff rules on dataset files: base pretraining, training, pseudo pairs.
 
 Paired/unpaired convention: of a training split of N images, the first N - ``n_unpaired`` are
 capture/clean pairs; the last ``n_unpaired`` stand for clean photographs without a metalens
@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from thincam.data.h5io import atomic_write_h5, read_h5
 from thincam.errors import BadInputError
 
 
@@ -28,31 +29,27 @@ def n_paired(n_train: int, n_unpaired: int) -> int:
 
 def read_fwhm(psf_path: str | os.PathLike) -> np.ndarray:
     """The per-field FWHM grid [gy, gx] (pixels) of a metalens PSF file: SVDA's PSF input."""
-    from thincam.data.h5io import read_h5
-
     arrays, _ = read_h5(psf_path, ["fwhm"], contract="psf")
     return arrays["fwhm"]
 
 
 def _train_arrays(data_path: str | os.PathLike, names: list[str]) -> dict[str, np.ndarray]:
-    from thincam.data.h5io import read_h5
-
     arrays, attrs = read_h5(data_path, names, contract="dataset")
     if attrs.get("split") != "train":
         raise BadInputError(f"{data_path}: DMDiff trains on a train split, got {attrs.get('split')!r}")
     return arrays
 
 
-def pretrain_base_on_dataset(
+def pretrain_dmdiff_base(
     data_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: Mapping[str, Any], seed: int
 ) -> None:
     """The ``pretrain_dmdiff_base`` rule: the tiny base on every clean training image."""
-    from thincam.models.dmdiff.base import pretrain_dmdiff_base
+    from thincam.models.dmdiff import base
 
-    pretrain_dmdiff_base(_train_arrays(data_path, ["x"])["x"], out_dir, dict(cfg), seed)
+    base.pretrain_dmdiff_base(_train_arrays(data_path, ["x"])["x"], out_dir, dict(cfg), seed)
 
 
-def train_on_dataset(
+def train_dmdiff(
     data_path: str | os.PathLike,
     psf_path: str | os.PathLike,
     base_dir: str | os.PathLike,
@@ -64,11 +61,11 @@ def train_on_dataset(
     device: str = "cpu",
 ) -> None:
     """The ``train_dmdiff`` rule: LoRA + SVDA on the paired images (+ pseudo pairs if given)."""
-    from thincam.models.dmdiff.train import train_dmdiff
+    from thincam.models.dmdiff import train
 
     arrays = _train_arrays(data_path, ["x", "y"])
     n = n_paired(len(arrays["x"]), n_unpaired)
-    train_dmdiff(
+    train.train_dmdiff(
         base_dir,
         (arrays["y"][:n], arrays["x"][:n]),
         read_fwhm(psf_path),
@@ -80,7 +77,7 @@ def train_on_dataset(
     )
 
 
-def pseudo_pairs_on_dataset(
+def pseudo_pairs(
     model_dir: str | os.PathLike,
     base_dir: str | os.PathLike,
     data_path: str | os.PathLike,
@@ -90,18 +87,18 @@ def pseudo_pairs_on_dataset(
     device: str = "cpu",
 ) -> None:
     """The ``pseudo_pairs`` rule: pseudo captures of the unpaired clean training images."""
-    from thincam.models.dmdiff.pseudo import make_pseudo_pairs
+    from thincam.models.dmdiff.pseudo import PSEUDO_CONTRACT, make_pseudo_pairs
 
     arrays = _train_arrays(data_path, ["x", "index"])
     n = n_paired(len(arrays["x"]), n_unpaired)
     if n == len(arrays["x"]):
         raise BadInputError(f"{data_path}: dmdiff unpaired is 0, so there is nothing to pseudo-pair")
-    make_pseudo_pairs(
+    arrays, attrs = make_pseudo_pairs(
         model_dir,
         arrays["x"][n:],
         read_fwhm(psf_path),
-        out_h5,
         device=device,
         index=arrays["index"][n:],
         base_dir=base_dir,
     )
+    atomic_write_h5(out_h5, arrays, attrs, contract=PSEUDO_CONTRACT)

@@ -1,4 +1,4 @@
-"""Per-image evaluation of one reconstruction file against its dataset: the `evaluate` rule.
+"""The ``evaluate`` rule: per-image metrics of one reconstruction file against its dataset.
 
 Image metrics see the reconstruction clipped to [0,1] (what is displayed and what the perceptual
 metrics accept); consistency ||A xhat - y|| / ||y|| sees it unclipped, as the solver produced it.
@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from thincam.data.h5io import json_attr, read_h5
+from thincam.data.atomic import write_csv_atomic
+from thincam.data.h5io import read_h5
 from thincam.errors import BadInputError
 from thincam.metrics import fidelity
 from thincam.metrics.perceptual import COLUMNS as PERCEPTUAL_COLUMNS
 from thincam.metrics.perceptual import PerceptualMetrics
-from thincam.data.atomic import write_csv_atomic
+from thincam.stages.common import dataset_operator, load_operator
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def evaluate_reconstruction(
     return df
 
 
-def evaluate_for_workflow(
+def evaluate(
     recon_path: str | os.PathLike,
     data_path: str | os.PathLike,
     psf_path: str | os.PathLike,
@@ -137,15 +138,8 @@ def evaluate_for_workflow(
     weights_dir: str | os.PathLike | None = None,
     device: str = "cpu",
 ) -> pd.DataFrame:
-    """The `evaluate` rule: rebuild the operator the dataset was made with, then evaluate."""
-    from thincam.physics import build_operator
-
-    _, data_attrs = read_h5(data_path, names=[], contract="dataset")
-    if "operator" not in data_attrs:
-        raise BadInputError(
-            f"{data_path}: attribute 'operator' missing, so A(xhat) cannot be formed"
-        )
-    physics = build_operator(str(psf_path), json_attr(data_attrs, "operator"), device=device)
+    """Rebuild the operator the dataset was made with, then :func:`evaluate_reconstruction`."""
+    physics = load_operator(psf_path, dataset_operator(data_path), device=device)
     return evaluate_reconstruction(
         recon_path, data_path, out_csv, forward=physics.A, weights_dir=weights_dir, device=device
     )

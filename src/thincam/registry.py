@@ -1,0 +1,85 @@
+"""The one list of splits, reconstruction methods and metrics.
+
+Rules, tables, figures, config checks and tests import these names instead of spelling them
+again; adding a method is one entry here plus its ``make_solver`` in the module named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SPLITS = ("train", "val", "test")
+# Splits a method is reconstructed on: val chooses the variant a table reports on test.
+RECON_SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A reconstruction method: its label, the module holding its ``make_solver`` and its inputs.
+
+    ``needs`` names the trained model the method reads: "prior" (a diffusion prior folder or
+    checkpoint), "student" (a distilled NSDD folder) or "dmdiff" (a DMDiff model and its base).
+    """
+
+    label: str
+    module: str
+    needs: str | None = None
+    gradient: bool = False  # DPS differentiates through the UNet; every other method runs no_grad
+
+
+METHODS: dict[str, Method] = {
+    "wiener": Method("Wiener", "solvers.wiener"),
+    "admm": Method("ADMM", "solvers.admm"),
+    "dps": Method("DPS", "solvers.dps", needs="prior", gradient=True),
+    "ddnm": Method("DDNM+", "solvers.ddnm", needs="prior"),
+    "nsdd": Method("NSDD", "models.nsdd", needs="student"),
+    "nsdd_full": Method("NSDD (full image)", "models.nsdd", needs="student"),
+    "dmdiff": Method("DMDiff", "models.dmdiff.restore", needs="dmdiff"),
+}
+# The NSDD students: the paper's null-space student and its full-image ablation.
+STUDENTS = {"nsdd": "null", "nsdd_full": "full"}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-image metric: its label, its direction, whether it needs ground truth or weights."""
+
+    label: str
+    lower_is_better: bool
+    reference: bool = True
+    needs_weights: bool = False
+
+
+METRICS: dict[str, Metric] = {
+    "psnr": Metric("PSNR", False),
+    "ssim": Metric("SSIM", False),
+    "lpips": Metric("LPIPS", True, needs_weights=True),
+    "dists": Metric("DISTS", True, needs_weights=True),
+    "musiq": Metric("MUSIQ", False, reference=False, needs_weights=True),
+    "clipiqa": Metric("CLIP-IQA", False, reference=False, needs_weights=True),
+    "ms_ssim": Metric("MS-SSIM", False),
+    "gmsd": Metric("GMSD", True),
+    "fsim": Metric("FSIM", False),
+    "vif": Metric("VIF", False),
+    "nlpd": Metric("NLPD", True),
+    "piqe": Metric("PIQE", True, reference=False),
+    "consistency": Metric("consistency", True, reference=False),
+}
+# Computed by metrics.perceptual (pyiqa / lpips); psnr, ssim and consistency are metrics.fidelity.
+PERCEPTUAL = ("lpips", "dists", "musiq", "clipiqa", "ms_ssim", "gmsd", "fsim", "vif", "nlpd", "piqe")
+WEIGHT_FREE = tuple(m for m in PERCEPTUAL if not METRICS[m].needs_weights)
+# The quality metric a table or figure shows: the first with any value. Full-reference perceptual
+# ones, then PSNR, then no-reference ones (all a capture without ground truth has).
+PERCEPTUAL_PREFERENCE = (
+    "lpips",
+    "dists",
+    "ms_ssim",
+    "gmsd",
+    "fsim",
+    "vif",
+    "nlpd",
+    "psnr",
+    "musiq",
+    "clipiqa",
+    "piqe",
+)

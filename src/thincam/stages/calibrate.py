@@ -1,0 +1,15 @@
+"""The ``calibrate_psf`` rule: a configured camera to results/psf/{camera}.h5 (contract "psf")."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from thincam.data.h5io import atomic_write_h5
+from thincam.optics.calibrate import camera_psf
+
+
+def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike) -> None:
+    """Calibrate or simulate the PSF of ``camera`` and write it atomically to ``out_path``."""
+    datasets, attrs = camera_psf(camera, where=f"camera for {out_path}")
+    atomic_write_h5(out_path, datasets, attrs, contract="psf")

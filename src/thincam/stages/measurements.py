@@ -1,0 +1,121 @@
+"""The measurement rules: simulated datasets and ingested real captures, one HDF5 file per split."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from thincam.data.h5io import atomic_write_h5, read_h5
+from thincam.data.ingest import find_pairs, prepare_capture
+from thincam.data.simulate import check_finite, operator_spec, stable_seed
+from thincam.data.sources import resize_image
+from thincam.data.splits import split_indices
+from thincam.optics.capture import load_image
+from thincam.registry import SPLITS
+from thincam.stages.common import load_operator
+
+
+def simulate_measurements(
+    psf_path: str,
+    dataset: Mapping[str, Any],
+    name: str,
+    out_paths: Mapping[str, str],
+    seed: int,
+    batch_size: int = 64,
+) -> None:
+    """Write one HDF5 file per split: ``x`` clean, ``y`` = noisy quantised A x, ``index``."""
+    import torch
+    from tqdm import tqdm
+
+    from thincam.data.sources import load_source
+    from thincam.physics.noise import sensor_noise
+
+    image_shape = tuple(dataset["image_size"])
+    images = load_source(dataset["source"], image_shape, seed=stable_seed(seed, name, "source"))
+    check_finite(images, f"image source of dataset {name!r}")
+    psf_arrays, _ = read_h5(psf_path, names=["psf"], contract="psf")
+    psf_shape = tuple(psf_arrays["psf"].shape[-2:])
+    spec = operator_spec(dataset["operator"], psf_shape, image_shape)
+    physics = load_operator(psf_path, spec)
+    noise = dict(dataset["noise"])
+    splits = split_indices(len(images), dataset["splits"], stable_seed(seed, name, "splits"))
+    for split in SPLITS:
+        index = splits[split]
+        generator = torch.Generator().manual_seed(stable_seed(seed, name, split, "noise"))
+        measurements = []
+        for start in tqdm(range(0, len(index), batch_size), desc=f"simulate {name}/{split}"):
+            x = torch.from_numpy(images[index[start : start + batch_size]])
+            with torch.no_grad():
+                clean = physics.A(x)
+            measurements.append(sensor_noise(clean, generator=generator, **noise).numpy())
+        y = (
+            np.concatenate(measurements)
+            if measurements
+            else np.zeros((0, 3, *spec["sensor_shape"]), np.float32)
+        )
+        atomic_write_h5(
+            out_paths[split],
+            {"x": images[index], "y": y.astype(np.float32), "index": index},
+            attrs={
+                "dataset": name,
+                "camera": dataset["camera"],
+                "split": split,
+                "operator": spec,
+                "noise": noise,
+                "seed": seed,
+                "source": dict(dataset["source"]),
+            },
+            contract="dataset",
+        )
+
+
+def ingest_captures(
+    psf_path: str, dataset: Mapping[str, Any], name: str, out_paths: Mapping[str, str], seed: int
+) -> None:
+    """Write the configured splits of a real capture set; references become ``x`` when present."""
+    captures = dataset["captures"]
+    psf_arrays, _ = read_h5(psf_path, names=["psf"], contract="psf")
+    psf_shape = tuple(psf_arrays["psf"].shape[-2:])
+    image_shape = tuple(dataset.get("image_size") or psf_shape)
+    spec = operator_spec(dataset["operator"], psf_shape, image_shape)
+    pairs = find_pairs(captures["format"], captures["path"])
+    y, x = [], []
+    for measurement, reference in pairs:
+        capture = prepare_capture(
+            measurement,
+            bit_depth=captures.get("bit_depth"),
+            background=captures.get("background", "corner"),
+            downsample=captures.get("downsample", 1),
+            sensor_shape=spec["sensor_shape"],
+            channels=psf_arrays["psf"].shape[0],
+        )
+        check_finite(capture, str(measurement))
+        y.append(capture)
+        if reference is not None:
+            ref = load_image(reference)
+            ref = np.repeat(ref, 3, axis=0) if ref.shape[0] == 1 else ref[:3]
+            x.append(resize_image(ref, image_shape).clip(0, 1).astype(np.float32))
+    y_all = np.stack(y)
+    x_all = np.stack(x) if x else None
+    sizes = dataset["splits"]
+    splits = split_indices(len(y_all), sizes, stable_seed(seed, name, "splits"))
+    for split in SPLITS:
+        index = splits[split]
+        arrays = {"y": y_all[index], "index": index}
+        if x_all is not None:
+            arrays["x"] = x_all[index]
+        atomic_write_h5(
+            out_paths[split],
+            arrays,
+            attrs={
+                "dataset": name,
+                "camera": dataset["camera"],
+                "split": split,
+                "operator": spec,
+                "noise": {"kind": "real"},
+                "seed": seed,
+                "source": [str(m) for m, _ in pairs],
+            },
+            contract="dataset",
+        )

@@ -1,0 +1,21 @@
+"""The ``train_prior`` rule: a diffusion prior on the clean images of a dataset's training split."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from thincam.data.h5io import read_h5
+from thincam.models import prior
+
+
+def train_prior(
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: Mapping[str, Any] | None,
+    seed: int,
+    device: str = "cpu",
+) -> None:
+    """Train on ``x`` of ``data_path`` and save the prior folder atomically to ``out_dir``."""
+    arrays, _ = read_h5(data_path, names=["x"], contract="dataset")
+    prior.save_prior(prior.train_prior(arrays["x"], cfg, seed=seed, device=device), out_dir)

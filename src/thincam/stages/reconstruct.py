@@ -1,0 +1,105 @@
+"""The ``reconstruct`` rule: any method and variant on a dataset split, with latency and memory.
+
+The method's code is found through the registry (``registry.METHODS[method].module``) and loaded
+by name, so a Wiener job imports no diffusion code and the workflow hashes only the method's own
+module graph for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from typing import Any, Mapping
+
+import numpy as np
+
+from thincam.data.h5io import atomic_write_h5, json_attr, read_h5
+from thincam.errors import BadInputError
+from thincam.metrics.timing import measure_latency
+from thincam.registry import METHODS
+from thincam.stages.common import load_operator
+
+
+def method_solver(method: str, physics, params: Mapping[str, Any], context: Mapping[str, Any]):
+    """``solve(y, index)`` of a registered method, built by its module's ``make_solver``."""
+    if method not in METHODS:
+        raise BadInputError(f"unknown reconstruction method {method!r}; known: {sorted(METHODS)}")
+    module = importlib.import_module(f"thincam.{METHODS[method].module}")
+    return module.make_solver(physics, dict(params), context)
+
+
+def _psf_arrays(psf_path) -> dict[str, np.ndarray]:
+    arrays, _ = read_h5(psf_path, contract="psf")
+    return arrays
+
+
+def reconstruct(
+    data_path: str,
+    psf_path: str,
+    out_path: str,
+    *,
+    dataset: str,
+    method: str,
+    variant: str,
+    params: Mapping[str, Any],
+    timing: Mapping[str, Any],
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 16,
+    models: Mapping[str, str] | None = None,
+) -> None:
+    """Reconstruct every image of a dataset file and time ``timing['n_images']`` of them alone.
+
+    ``latency_s`` is the median of ``repeats`` timed runs (after ``warmup``) at batch size 1;
+    images beyond ``n_images`` are not timed and hold NaN.
+    """
+    import torch
+    from tqdm import tqdm
+
+    arrays, attrs = read_h5(data_path, names=["y", "index"], contract="dataset")
+    if attrs["dataset"] != dataset:
+        raise BadInputError(f"{data_path}: holds dataset {attrs['dataset']!r}, not {dataset!r}")
+    physics = load_operator(psf_path, json_attr(attrs, "operator"), device=device)
+    context = {
+        "dataset": dataset,
+        "seed": seed,
+        "device": device,
+        "models": dict(models or {}),
+        "psf": _psf_arrays(psf_path),
+    }
+    solve = method_solver(method, physics, params, context)
+    grad_mode = contextlib.nullcontext if METHODS[method].gradient else torch.no_grad
+    y_all, index = arrays["y"], arrays["index"]
+    outputs = []
+    with grad_mode():
+        for start in tqdm(range(0, len(y_all), batch_size), desc=f"{method}/{variant}"):
+            y = torch.from_numpy(y_all[start : start + batch_size]).to(device)
+            outputs.append(solve(y, index[start : start + batch_size]).detach().float().cpu().numpy())
+    xhat = np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+    latency = np.full(len(y_all), np.nan)
+    peak_mb = 0.0
+    n_timed = min(len(y_all), timing.get("n_images") or len(y_all))
+    for i in range(n_timed):
+        y = torch.from_numpy(y_all[i : i + 1]).to(device)
+        with grad_mode():
+            latency[i], peak = measure_latency(
+                lambda: solve(y, index[i : i + 1]),
+                warmup=timing["warmup"],
+                repeats=timing["repeats"],
+                device=device,
+            )
+        peak_mb = max(peak_mb, peak)
+    atomic_write_h5(
+        out_path,
+        {"xhat": xhat.astype(np.float32), "latency_s": latency, "index": index},
+        attrs={
+            "dataset": dataset,
+            "method": method,
+            "variant": variant,
+            "params": dict(params),
+            "peak_mem_mb": float(peak_mb),
+            "device": device if device == "cpu" else torch.cuda.get_device_name(),
+            "n_timed": n_timed,
+        },
+        contract="recon",
+    )

@@ -1,0 +1,128 @@
+"""The library's import order runs one way, with no cycles; workflow scripts call stages only.
+
+errors/logs/registry -> physics -> optics, data -> solvers, models -> metrics -> report -> stages.
+Imports are read from the source (ast), inside functions too, so a lazy import counts.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from workflow_helpers import REPO
+
+from thincam.codehash import direct_imports, module_file
+
+SRC = REPO / "src"
+LEVELS = {
+    "": 0,
+    "errors": 0,
+    "logs": 0,
+    "registry": 0,
+    "codehash": 0,
+    "physics": 1,
+    "optics": 2,
+    "data": 2,
+    "solvers": 3,
+    "models": 3,
+    "metrics": 4,
+    "report": 5,
+    "stages": 6,
+    "config_checks": 6,
+}
+
+
+def all_modules() -> list[str]:
+    names = []
+    for path in sorted((SRC / "thincam").rglob("*.py")):
+        parts = list(path.relative_to(SRC / "thincam").with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(parts))
+    return names
+
+
+def level(module: str) -> int:
+    top = module.split(".")[0]
+    if top not in LEVELS:
+        raise AssertionError(f"{module_file(SRC, module)}: package {top!r} has no place in LEVELS")
+    return LEVELS[top]
+
+
+def upward_imports(src: Path, modules: list[str]) -> list[str]:
+    return [
+        f"{module_file(src, m).relative_to(src)} imports {module_file(src, d).relative_to(src)}"
+        for m in modules
+        for d in sorted(direct_imports(src, m))
+        if level(d) > level(m)
+    ]
+
+
+def import_cycle(src: Path, modules: list[str]) -> list[str] | None:
+    """One cycle of the module import graph (as a list of files), or None."""
+    graph = {m: sorted(d for d in direct_imports(src, m) if d != m) for m in modules}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node], _ = 1, stack.append(node)
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt) :] + [nxt]
+                return [str(module_file(src, m).relative_to(src)) for m in cycle]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = 2
+        stack.pop()
+        return None
+
+    for module in modules:
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def test_every_package_has_a_level():
+    for module in all_modules():
+        level(module)
+
+
+def test_no_upward_import():
+    assert upward_imports(SRC, all_modules()) == []
+
+
+def test_no_import_cycle():
+    assert import_cycle(SRC, all_modules()) is None
+
+
+def test_checks_name_the_offending_files(tmp_path):
+    """The checks fail, naming both files, on a planted upward import and a planted cycle."""
+    package = tmp_path / "thincam"
+    (package / "physics").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "physics" / "__init__.py").write_text("")
+    (package / "physics" / "ops.py").write_text("def f():\n    from thincam.stages import run\n")
+    (package / "stages").mkdir()
+    (package / "stages" / "__init__.py").write_text("")
+    (package / "stages" / "run.py").write_text("from thincam.physics import ops\n")
+    modules = ["", "physics", "physics.ops", "stages", "stages.run"]
+    assert upward_imports(tmp_path, modules) == [
+        "thincam/physics/ops.py imports thincam/stages/__init__.py",
+        "thincam/physics/ops.py imports thincam/stages/run.py",
+    ]
+    assert import_cycle(tmp_path, modules) == [
+        "thincam/physics/ops.py",
+        "thincam/stages/run.py",
+        "thincam/physics/ops.py",
+    ]
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "workflow_scripts").glob("*.py")), ids=lambda p: p.name)
+def test_workflow_scripts_call_one_stage_function(script):
+    """A rule's script is a thin call: it imports the job's log context and one stage function."""
+    tree = ast.parse(script.read_text())
+    imported = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module.startswith("thincam")]
+    stages = [node for node in imported if node.module.startswith("thincam.stages.")]
+    assert len(stages) == 1 and len(stages[0].names) == 1, f"{script.name}: {[n.module for n in imported]}"
+    assert {node.module for node in imported} <= {"thincam.logs", stages[0].module}
