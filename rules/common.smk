@@ -151,7 +151,8 @@ def target_shards(wildcards):
 # Stage 1 of DMDiff training: the model whose negative path makes the pseudo pairs.
 NEGATIVE_PATH_MODEL = "negative_path"
 DMDIFF_MODULES = (
-    "models.dmdiff.base",
+    "models.dmdiff.tokenizer",
+    "models.dmdiff.architecture",
     "models.dmdiff.svda",
     "models.dmdiff.lora",
     "models.dmdiff.model",

@@ -19,7 +19,13 @@ rule pretrain_dmdiff_base:
     params:
         pretrain=lambda w: dmdiff_spec(w)["base"]["pretrain"],
         seed=config["seed"],
-        code=code(*CODE_IO, "models.dmdiff.base", "models.dmdiff.stages"),
+        code=code(
+            *CODE_IO,
+            "models.dmdiff.tokenizer",
+            "models.dmdiff.architecture",
+            "models.dmdiff.pretrain",
+            "models.dmdiff.stages",
+        ),
     script:
         "../workflow_scripts/pretrain_dmdiff_base.py"
 

@@ -47,7 +47,7 @@ def pretrain_base_on_dataset(
     data_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: Mapping[str, Any], seed: int
 ) -> None:
     """The ``pretrain_dmdiff_base`` rule: the tiny base on every clean training image."""
-    from thincam.models.dmdiff.base import pretrain_dmdiff_base
+    from thincam.models.dmdiff.pretrain import pretrain_dmdiff_base
 
     pretrain_dmdiff_base(_train_arrays(data_path, ["x"])["x"], out_dir, dict(cfg), seed)
 
