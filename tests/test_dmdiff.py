@@ -15,19 +15,15 @@ import pytest
 import torch
 
 from thincam.errors import BadInputError, MissingWeightsError
-from thincam.models.dmdiff.base import (
-    build_tokenizer,
-    check_tokenizer,
-    described_views,
+from thincam.models.dmdiff.architecture import (
     gaussian_lowpass,
     load_dmdiff_base,
     one_step_x0,
-    pretrain_dmdiff_base,
     prompt_embeddings,
-    write_bpe_vocab,
 )
 from thincam.models.dmdiff.lora import ADAPTER, lora_layers
 from thincam.models.dmdiff.model import PATHS, DMDiff, load_dmdiff
+from thincam.models.dmdiff.pretrain import described_views, pretrain_dmdiff_base
 from thincam.models.dmdiff.pseudo import make_pseudo_pairs
 from thincam.models.dmdiff.restore import restore, restore_sweep
 from thincam.models.dmdiff.svda import (
@@ -39,6 +35,7 @@ from thincam.models.dmdiff.svda import (
     make_quality,
     quality_by_name,
 )
+from thincam.models.dmdiff.tokenizer import build_tokenizer, check_tokenizer, write_bpe_vocab
 from thincam.models.dmdiff.train import TRAIN_DEFAULTS, train_dmdiff, train_step
 
 PROMPTS = {

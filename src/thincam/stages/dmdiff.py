@@ -44,9 +44,9 @@ def pretrain_dmdiff_base(
     data_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: Mapping[str, Any], seed: int
 ) -> None:
     """The ``pretrain_dmdiff_base`` rule: the tiny base on every clean training image."""
-    from thincam.models.dmdiff import base
+    from thincam.models.dmdiff import pretrain
 
-    base.pretrain_dmdiff_base(_train_arrays(data_path, ["x"])["x"], out_dir, dict(cfg), seed)
+    pretrain.pretrain_dmdiff_base(_train_arrays(data_path, ["x"])["x"], out_dir, dict(cfg), seed)
 
 
 def train_dmdiff(

@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 
 from thincam.errors import BadInputError, MissingWeightsError
-from thincam.models.dmdiff.base import (
+from thincam.models.dmdiff.architecture import (
     BaseComponents,
-    check_tokenizer,
     load_dmdiff_base,
     one_step_x0,
     prompt_embeddings,
@@ -30,6 +29,7 @@ from thincam.models.dmdiff.svda import (
     quality_by_name,
     save_svda,
 )
+from thincam.models.dmdiff.tokenizer import check_tokenizer
 
 PATHS = ("positive", "neutral", "negative")
 CONFIG_FILE = "dmdiff_config.json"

@@ -29,7 +29,7 @@ def make_pseudo_pairs(
     """
     import torch
 
-    from thincam.models.dmdiff.base import check_images
+    from thincam.models.dmdiff.architecture import check_images
     from thincam.models.dmdiff.model import load_dmdiff
 
     clean = check_images(clean, "clean images for pseudo pairs")

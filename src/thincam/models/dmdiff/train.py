@@ -20,7 +20,7 @@ import numpy as np
 
 from thincam.data.atomic import atomic_directory
 from thincam.errors import BadInputError
-from thincam.models.dmdiff.base import gaussian_lowpass
+from thincam.models.dmdiff.architecture import check_images, gaussian_lowpass
 from thincam.models.dmdiff.pseudo import PSEUDO_CONTRACT
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ TRAIN_KEYS = (
 # Keys with a paper value that a config may still override.
 TRAIN_OPTIONAL = {"lpips_weight": 2.5, "svda_hidden": 64}
 TRAIN_DEFAULTS = {
-    "steps": 600,  # ~110 s on one thread at 32 px; 300 steps at lr 5e-4 gained 0.15 dB, this 0.56
+    "steps": 600,  # with lr 1e-3: minutes on one CPU thread at 32 px
     "batch_size": 8,
     "lr": 0.001,
     "rank_vae": 4,
@@ -110,20 +110,6 @@ def train_step(
     return loss.item(), l2.item(), None if lp is None else lp.item()
 
 
-def _pairs(pairs, what: str) -> tuple[np.ndarray, np.ndarray]:
-    from thincam.models.dmdiff.base import check_images
-
-    if isinstance(pairs, (str, os.PathLike)):
-        from thincam.data.h5io import read_h5
-
-        arrays, _ = read_h5(pairs, ["y_pseudo", "x_clean"], contract=PSEUDO_CONTRACT)
-        pairs = (arrays["y_pseudo"], arrays["x_clean"])
-    y, x = (check_images(a, f"{what} {name}") for a, name in zip(pairs, ("y", "x"), strict=True))
-    if y.shape != x.shape or len(y) == 0:
-        raise BadInputError(f"{what}: y {y.shape} and x {x.shape} must be equal, non-empty shapes")
-    return y, x
-
-
 def train_dmdiff(
     base_dir: str | os.PathLike,
     train_pairs: tuple[np.ndarray, np.ndarray],
@@ -139,23 +125,68 @@ def train_dmdiff(
     ``pseudo_pairs``: (y_pseudo, x_clean) arrays or a pseudo_pairs HDF5 file. Writes ``out_dir``
     atomically: peft adapters, SVDA weights, ``dmdiff_config.json``, ``train_loss.csv``.
     """
-    import torch
-    from tqdm import tqdm
-
-    from thincam.models.dmdiff.base import load_dmdiff_base
-    from thincam.models.dmdiff.model import PATHS, DMDiff
-    from thincam.models.dmdiff.svda import make_quality
-
     cfg = check_train_cfg(cfg)
+    y_all, x_all, n_real = _assemble_pairs(train_pairs, pseudo_pairs)
+    model = _build_model(base_dir, cfg, seed, device)
+    perceptual, loss_name = _perceptual_loss(cfg, device)
+    pools = _path_pools(model, y_all, x_all, n_real, fwhm_grid, cfg)
+    rows, counts, seconds = _train_loop(model, pools, cfg, seed, perceptual)
+    training = {
+        "seed": seed,
+        "cfg": cfg,
+        "loss": loss_name,
+        "n_real": n_real,
+        "n_pseudo": len(y_all) - n_real,
+        "path_counts": counts,
+        "seconds": round(seconds, 2),
+        "seconds_per_step": round(seconds / max(1, len(rows)), 4),
+        "trainable_params": sum(p.numel() for p in model.trainable_parameters()),
+        "svda_params": (
+            0 if model.svda is None else sum(p.numel() for p in model.svda.parameters())
+        ),
+    }
+    _save_trained(model, out_dir, rows, training)
+    log.info(
+        "dmdiff trained %d steps in %.1f s (%s) -> %s",
+        len(rows),
+        seconds,
+        json.dumps(counts),
+        out_dir,
+    )
+
+
+def _pairs(pairs, what: str) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(pairs, (str, os.PathLike)):
+        from thincam.data.h5io import read_h5
+
+        arrays, _ = read_h5(pairs, ["y_pseudo", "x_clean"], contract=PSEUDO_CONTRACT)
+        pairs = (arrays["y_pseudo"], arrays["x_clean"])
+    y, x = (check_images(a, f"{what} {name}") for a, name in zip(pairs, ("y", "x"), strict=True))
+    if y.shape != x.shape or len(y) == 0:
+        raise BadInputError(f"{what}: y {y.shape} and x {x.shape} must be equal, non-empty shapes")
+    return y, x
+
+
+def _assemble_pairs(train_pairs, pseudo_pairs) -> tuple[np.ndarray, np.ndarray, int]:
+    """(y, x, number of real pairs): real pairs first, so the negative path can take only them."""
     y_real, x_real = _pairs(train_pairs, "training pairs")
-    y_all, x_all = y_real, x_real
-    if pseudo_pairs is not None:
-        y_ps, x_ps = _pairs(pseudo_pairs, "pseudo pairs")
-        if y_ps.shape[1:] != y_real.shape[1:]:
-            raise BadInputError(
-                f"pseudo pairs {y_ps.shape} and training pairs {y_real.shape} differ in size"
-            )
-        y_all, x_all = np.concatenate([y_real, y_ps]), np.concatenate([x_real, x_ps])
+    if pseudo_pairs is None:
+        return y_real, x_real, len(y_real)
+    y_ps, x_ps = _pairs(pseudo_pairs, "pseudo pairs")
+    if y_ps.shape[1:] != y_real.shape[1:]:
+        raise BadInputError(
+            f"pseudo pairs {y_ps.shape} and training pairs {y_real.shape} differ in size"
+        )
+    return np.concatenate([y_real, y_ps]), np.concatenate([x_real, x_ps]), len(y_real)
+
+
+def _build_model(base_dir, cfg: dict, seed: int, device: str):
+    """A fresh DMDiff (LoRA B = 0, SVDA Q = I) on the frozen base, seeded."""
+    import torch
+
+    from thincam.models.dmdiff.architecture import load_dmdiff_base
+    from thincam.models.dmdiff.model import DMDiff
+    from thincam.models.dmdiff.svda import make_quality
 
     torch.manual_seed(seed)
     base = load_dmdiff_base(base_dir, device)
@@ -169,65 +200,89 @@ def train_dmdiff(
         "score": quality.name,
         "musiq_weights_dir": cfg["musiq_weights_dir"],
     }
-    model = DMDiff(base, config).to(device)
+    return DMDiff(base, config).to(device)
 
-    perceptual, lpips_weight = None, float(cfg["lpips_weight"])
+
+def _perceptual_loss(cfg: dict, device: str):
+    """(LPIPS(alex) or None, loss name): L2 alone when the LPIPS weights are not configured."""
+    lpips_weight = float(cfg["lpips_weight"])
     if cfg["lpips_weights_dir"] is None or lpips_weight == 0:
         log.warning(
             "LPIPS weights absent: L2 only (lpips_weights_dir=%s)", cfg["lpips_weights_dir"]
         )
-        loss_name = "l2"
-    else:
-        from thincam.models.lpips import load_lpips_alex
+        return None, "l2"
+    from thincam.models.lpips import load_lpips_alex
 
-        perceptual = load_lpips_alex(cfg["lpips_weights_dir"], device)
-        loss_name = f"l2 + {lpips_weight} * lpips(alex)"
-        log.info("loss: %s, trunk weights from %s", loss_name, cfg["lpips_weights_dir"])
+    perceptual = load_lpips_alex(cfg["lpips_weights_dir"], device)
+    loss_name = f"l2 + {lpips_weight} * lpips(alex)"
+    log.info("loss: %s, trunk weights from %s", loss_name, cfg["lpips_weights_dir"])
+    return perceptual, loss_name
+
+
+def _path_pools(model, y_all, x_all, n_real: int, fwhm_grid, cfg: dict) -> dict:
+    """path -> (inputs, their degradation maps, targets, pool size), on the model's device.
+
+    The negative path's pool is the real pairs only (see the module docstring).
+    """
+    import torch
 
     def tensor(a):
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        return torch.from_numpy(np.ascontiguousarray(a)).to(model.device)
 
     y_t, x_t = tensor(y_all), tensor(x_all)
     with torch.no_grad():
         lowpass = gaussian_lowpass(x_t, float(cfg["lowpass_sigma"]))
         dmap_y = torch.cat([model.degradation(b, fwhm_grid) for b in y_t.split(64)])
-        dmap_x = torch.cat([model.degradation(b, fwhm_grid) for b in x_t[: len(x_real)].split(64)])
-    data = {  # path -> (inputs, degradation maps of the inputs, targets, pool size)
+        dmap_x = torch.cat([model.degradation(b, fwhm_grid) for b in x_t[:n_real].split(64)])
+    return {
         "positive": (y_t, dmap_y, x_t, len(y_t)),
         "neutral": (y_t, dmap_y, lowpass, len(y_t)),
-        "negative": (x_t, dmap_x, y_t, len(x_real)),
+        "negative": (x_t, dmap_x, y_t, n_real),
     }
+
+
+def _train_loop(model, pools: dict, cfg: dict, seed: int, perceptual):
+    """Each step draws a path from Cat(p_pos, p_neu, p_neg), then a batch from its pool.
+
+    Returns the (step, path, loss, l2, lpips) rows, the steps per path and the seconds taken.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from thincam.models.dmdiff.model import PATHS
+
     probs = torch.tensor([float(cfg[k]) for k in ("p_pos", "p_neu", "p_neg")], dtype=torch.float64)
     gen = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=float(cfg["lr"]))
-    batch = int(cfg["batch_size"])
+    batch, lpips_weight = int(cfg["batch_size"]), float(cfg["lpips_weight"])
+    rows, counts = [], dict.fromkeys(PATHS, 0)
+    start = time.perf_counter()
+    for step in tqdm(range(int(cfg["steps"])), desc="dmdiff train", mininterval=5):
+        path = PATHS[int(torch.multinomial(probs, 1, generator=gen))]
+        inputs, dmap, target, pool = pools[path]
+        idx = torch.randint(pool, (batch,), generator=gen).to(model.device)
+        loss, l2, lp = train_step(
+            model,
+            optimizer,
+            inputs[idx],
+            dmap[idx],
+            target[idx],
+            path,
+            perceptual,
+            lpips_weight,
+        )
+        if not math.isfinite(loss):
+            raise BadInputError(f"dmdiff training diverged at step {step} (loss {loss}); lower lr")
+        counts[path] += 1
+        rows.append((step, path, loss, l2, lp))
+    return rows, counts, time.perf_counter() - start
 
+
+def _save_trained(model, out_dir, rows: list, training: dict) -> None:
+    """The model folder, complete or absent: adapters, SVDA, config + ``training``, loss table."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out_dir) as tmp:
-        rows, counts = [], dict.fromkeys(PATHS, 0)
-        start = time.perf_counter()
-        for step in tqdm(range(int(cfg["steps"])), desc="dmdiff train", mininterval=5):
-            path = PATHS[int(torch.multinomial(probs, 1, generator=gen))]
-            inputs, dmap, target, pool = data[path]
-            idx = torch.randint(pool, (batch,), generator=gen).to(device)
-            loss, l2, lp = train_step(
-                model,
-                optimizer,
-                inputs[idx],
-                dmap[idx],
-                target[idx],
-                path,
-                perceptual,
-                lpips_weight,
-            )
-            if not math.isfinite(loss):
-                raise BadInputError(
-                    f"dmdiff training diverged at step {step} (loss {loss}); lower lr"
-                )
-            counts[path] += 1
-            rows.append((step, path, loss, l2, lp))
-        seconds = time.perf_counter() - start
         with open(tmp / LOSS_CSV, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["step", "path", "loss", "l2", "lpips"])
@@ -235,25 +290,4 @@ def train_dmdiff(
                 writer.writerow(
                     [step, path, f"{loss:.6g}", f"{l2:.6g}", "" if lp is None else f"{lp:.6g}"]
                 )
-        training = {
-            "seed": seed,
-            "cfg": cfg,
-            "loss": loss_name,
-            "n_real": len(y_real),
-            "n_pseudo": len(y_all) - len(y_real),
-            "path_counts": counts,
-            "seconds": round(seconds, 2),
-            "seconds_per_step": round(seconds / max(1, len(rows)), 4),
-            "trainable_params": sum(p.numel() for p in model.trainable_parameters()),
-            "svda_params": (
-                0 if model.svda is None else sum(p.numel() for p in model.svda.parameters())
-            ),
-        }
         model.save(tmp, extra={"training": training})
-    log.info(
-        "dmdiff trained %d steps in %.1f s (%s) -> %s",
-        len(rows),
-        seconds,
-        json.dumps(counts),
-        out_dir,
-    )
