@@ -130,6 +130,8 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 GresTypes=gpu
 ReturnToService=2
+# Refuse at submission a job no node can hold, instead of queueing it for ever (PartitionConfig).
+EnforcePartLimits=ALL
 MinJobAge=300
 SlurmctldPort=6817
 SlurmdPort=6818

@@ -102,3 +102,21 @@ def test_dmdiff_reserved_model_name_fails_before_any_job(tmp_path):
     config, dataset = _dmdiff_config()
     dataset["dmdiff"]["models"]["negative_path"] = {"pseudo_pairs": False}
     _dry_run_fails(tmp_path, config, "negative_path")
+
+
+def test_threads_beyond_the_largest_node_fail_before_any_job(tmp_path):
+    config = tiny_config()
+    config["threads"]["train_prior"] = 8
+    config["max_threads_per_job"] = 2
+    _dry_run_fails(tmp_path, config, "rule train_prior asks for 8 threads", "max_threads_per_job is 2")
+
+
+def test_committed_test_config_is_the_tiny_default():
+    """.test/config.yaml has every dataset and camera of config.yaml (only sizes differ)."""
+    import yaml
+
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    tiny = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    assert tiny["cameras"].keys() == default["cameras"].keys()
+    assert tiny["datasets"].keys() == default["datasets"].keys()
+    assert tiny["tables"] == default["tables"]

@@ -3,7 +3,9 @@
 Runs a stable subset of the workflow (PSFs and simulated measurements) through
 `--workflow-profile profiles/slurm` (snakemake-executor-plugin-slurm) and
 `--workflow-profile profiles/cluster-generic` (plain sbatch + status.py), and checks the outputs
-are byte-identical to a local run. A one-rule workflow written here shows the profiles' retries
+are byte-identical to a local run; runs the whole tiny workflow (every rule, the torch stages
+included) through profiles/slurm; and checks that a job asking for more CPUs than any node has
+fails at submission instead of pending for ever. A one-rule workflow written here shows the profiles' retries
 (the first attempt fails; the retry gets `mem_mb: 2000 * attempt` from the profile and passes)
 and that `gpu=1` reaches SLURM as a GPU allocation.
 
@@ -155,3 +157,30 @@ def test_failed_job_is_retried_with_more_memory(cluster, tmp_path, profile):
     # --gpus=1 (slurm plugin) shows as TresPerJob=gres:gpu:1, --gres=gpu:1 as TresPerNode=...
     job, gres = (tmp_path / "gpu.txt").read_text().split()
     assert job != "none" and gres.endswith("=gres:gpu:1"), f"gpu=1 not allocated: {gres}"
+
+
+def test_whole_workflow_on_the_cluster(cluster, tmp_path):
+    """Every rule of the tiny workflow as a SLURM job (tables and figures stay local rules)."""
+    done = _snakemake(
+        tmp_path, ["--workflow-profile", str(PROFILES["slurm"])], config=tiny_config(), limit=1500
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    submitted = done.stderr.count("SLURM jobid")
+    ran = {line.split()[1].rstrip(":") for line in done.stderr.splitlines() if line.startswith("rule ")}
+    assert {"train_prior", "ddnm_targets", "distill_nsdd", "train_dmdiff", "reconstruct", "evaluate"} <= ran
+    assert submitted == done.stderr.count("\nrule "), done.stderr[-4000:]
+    assert (tmp_path / "results/tables/nsdd_main.csv").is_file()
+
+
+def test_job_larger_than_any_node_fails_at_once(cluster, tmp_path):
+    """64 threads on 2-CPU nodes: sbatch refuses it (EnforcePartLimits) and the run fails, naming
+    the rule, instead of waiting on a job SLURM keeps pending."""
+    done = _snakemake(
+        tmp_path,
+        ["--workflow-profile", str(PROFILES["slurm"]), "--set-threads", "calibrate_psf=64",
+         "--retries", "0", "results/psf/dots.h5"],
+        config=tiny_config(),
+        limit=180,
+    )
+    assert done.returncode != 0
+    assert "calibrate_psf" in done.stderr and "sbatch" in done.stderr.lower(), done.stderr[-3000:]

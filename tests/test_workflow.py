@@ -120,9 +120,9 @@ def test_noop_rerun_and_figures_only(finished_run):
     assert "aggregate" in planned
 
 
-def _plan(finished_run, config, **kwargs):
+def _plan(finished_run, config, *args, **kwargs):
     workdir, _ = finished_run
-    result = run_snakemake(workdir, config, "-n", **kwargs)
+    result = run_snakemake(workdir, config, "-n", *args, **kwargs)
     assert result.returncode == 0, result.stderr[-3000:]
     return planned_jobs(result)
 
@@ -189,3 +189,44 @@ def test_html_report(finished_run):
     assert result.returncode == 0, result.stderr[-2000:]
     html = (workdir / "report.html").read_text(errors="replace")
     assert "quality_vs_time_faces_dots.png" in html and "metrics.csv" in html
+
+
+def _edited_plan(finished_run, tmp_path, module_path):
+    """The dry-run plan after appending a comment to ``module_path`` in a copy of the workflow."""
+    _, config = finished_run
+    snakefile = copy_workflow(tmp_path)
+    edited = tmp_path / "src/thincam" / module_path
+    edited.write_text(edited.read_text() + "\n# edited\n")
+    return _plan(finished_run, config, snakefile=snakefile)
+
+
+@pytest.mark.parametrize(
+    "module_path, forced",
+    [
+        # imported only inside simulate_measurements' stage function
+        ("physics/noise.py", ["simulate_measurements"]),
+        # two levels below the stage: stages.dmdiff -> models.dmdiff.train -> model -> lora, and
+        # the dmdiff method's module -> model -> lora; not the base pretraining
+        ("models/dmdiff/lora.py", ["train_dmdiff", "pseudo_pairs", "dmdiff_restorations"]),
+    ],
+)
+def test_edit_reruns_exactly_the_importing_jobs(finished_run, tmp_path, module_path, forced):
+    """Editing a module re-runs the jobs whose import graph holds it, and their descendants:
+    the same plan as forcing those jobs."""
+    workdir, config = finished_run
+    targets = []
+    for name in forced:
+        if name == "dmdiff_restorations":
+            targets += sorted(
+                str(p.relative_to(workdir)) for p in (workdir / "results/recon").glob("*/dmdiff/*.h5")
+            )
+        else:
+            targets.append(name)
+    assert _edited_plan(finished_run, tmp_path, module_path) == _plan(
+        finished_run, config, "--forcerun", *targets
+    )
+
+
+def test_edit_of_a_module_no_job_imports_reruns_nothing(finished_run, tmp_path):
+    """config_checks runs in the Snakefile only; no job imports it."""
+    assert _edited_plan(finished_run, tmp_path, "config_checks.py") == {}
