@@ -10,7 +10,7 @@ sys.path.insert(0, str(SRC))
 
 from thincam.codehash import code_hash  # noqa: E402
 from thincam.config_checks import check_config  # noqa: E402
-from thincam.registry import METHODS, SPLITS  # noqa: E402
+from thincam.registry import CHOICE_SPLIT, METHODS, REPORT_SPLIT, SPLITS  # noqa: E402
 
 validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 check_config(config, root=Path.cwd())  # Snakemake resolves inputs from the workdir
@@ -99,22 +99,41 @@ def variant_params(wildcards):
     return dict(variants[wildcards.variant])
 
 
+def recon_splits(method, variants):
+    """The test split always; val too where a table chooses among several variants."""
+    if len(variants) > 1 and not METHODS[method].every_variant_reported:
+        return [CHOICE_SPLIT, REPORT_SPLIT]
+    return [REPORT_SPLIT]
+
+
 def recon_targets():
-    """(dataset, method, variant) for every configured reconstruction."""
+    """(dataset, split, method, variant) for every configured reconstruction."""
     return [
-        (dataset, method, variant)
+        (dataset, split, method, variant)
         for dataset, spec in config["datasets"].items()
         for method, variants in spec.get("methods", {}).items()
+        for split in recon_splits(method, variants)
         for variant in variants
     ]
 
 
 def metric_csvs():
-    return [f"results/metrics/{d}/{m}/{v}.csv" for d, m, v in recon_targets()]
+    return [f"results/metrics/{d}/{s}/{m}/{v}.csv" for d, s, m, v in recon_targets()]
 
 
 def recon_files():
-    return [f"results/recon/{d}/{m}/{v}.h5" for d, m, v in recon_targets()]
+    return [f"results/recon/{d}/{s}/{m}/{v}.h5" for d, s, m, v in recon_targets()]
+
+
+def recon_data_files():
+    return [f"results/data/{d}/{s}.h5" for d, s, _, _ in recon_targets()]
+
+
+def split_timing(wildcards):
+    """Latency is measured on the reported split only: val runs just choose variants."""
+    if wildcards.split == REPORT_SPLIT:
+        return config["timing"]
+    return {**config["timing"], "n_images": 0}
 
 
 def datasets_with_reference():

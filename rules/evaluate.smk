@@ -1,15 +1,17 @@
 rule evaluate:
     """Per-image metrics of one reconstruction: fidelity, perceptual, consistency, latency."""
     input:
-        recon="results/recon/{dataset}/{method}/{variant}.h5",
-        data="results/data/{dataset}/test.h5",
+        recon="results/recon/{dataset}/{split}/{method}/{variant}.h5",
+        data="results/data/{dataset}/{split}.h5",
         psf=psf_of_dataset,
     output:
-        "results/metrics/{dataset}/{method}/{variant}.csv",
+        "results/metrics/{dataset}/{split}/{method}/{variant}.csv",
     log:
-        "logs/evaluate/{dataset}/{method}/{variant}.log",
+        "logs/evaluate/{dataset}/{split}/{method}/{variant}.log",
     benchmark:
-        "benchmarks/evaluate/{dataset}/{method}/{variant}.tsv"
+        "benchmarks/evaluate/{dataset}/{split}/{method}/{variant}.tsv"
+    wildcard_constraints:
+        split=f"{CHOICE_SPLIT}|{REPORT_SPLIT}",
     conda:
         TORCH_ENV
     threads: job_threads("evaluate")

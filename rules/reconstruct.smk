@@ -1,15 +1,17 @@
 rule reconstruct:
-    """Any method and variant of a dataset's test split: reconstructions, latency, peak memory."""
+    """Any method and variant on a dataset split: reconstructions, latency, peak memory."""
     input:
         unpack(method_models),
-        data="results/data/{dataset}/test.h5",
+        data="results/data/{dataset}/{split}.h5",
         psf=psf_of_dataset,
     output:
-        "results/recon/{dataset}/{method}/{variant}.h5",
+        "results/recon/{dataset}/{split}/{method}/{variant}.h5",
     log:
-        "logs/reconstruct/{dataset}/{method}/{variant}.log",
+        "logs/reconstruct/{dataset}/{split}/{method}/{variant}.log",
     benchmark:
-        "benchmarks/reconstruct/{dataset}/{method}/{variant}.tsv"
+        "benchmarks/reconstruct/{dataset}/{split}/{method}/{variant}.tsv"
+    wildcard_constraints:
+        split=f"{CHOICE_SPLIT}|{REPORT_SPLIT}",
     conda:
         TORCH_ENV
     resources:
@@ -18,7 +20,7 @@ rule reconstruct:
         gpu=TORCH_GPUS,
     params:
         params=variant_params,
-        timing=config["timing"],
+        timing=split_timing,
         seed=config["seed"],
         device=config["device"],
         code=method_code,

@@ -12,7 +12,7 @@ rule aggregate:
     input:
         metrics=metric_csvs(),
         recons=recon_files(),
-        data=[f"results/data/{d}/test.h5" for d, _, _ in recon_targets()],
+        data=recon_data_files(),
     output:
         metrics=report(
             "results/tables/metrics.csv",
@@ -90,9 +90,9 @@ rule qualitative:
     input:
         data="results/data/{dataset}/test.h5",
         recons=lambda w: [
-            f"results/recon/{d}/{m}/{v}.h5"
-            for d, m, v in recon_targets()
-            if d == w.dataset
+            f"results/recon/{d}/{s}/{m}/{v}.h5"
+            for d, s, m, v in recon_targets()
+            if d == w.dataset and s == REPORT_SPLIT
         ],
     output:
         png=report(
@@ -119,7 +119,7 @@ rule capture_figure:
     """A real capture beside its reconstruction (e.g. the DiffuserCam hand)."""
     input:
         data="results/data/{dataset}/test.h5",
-        recon=lambda w: f"results/recon/{w.dataset}/{config['figures']['capture_figures'][w.dataset]}.h5",
+        recon=lambda w: f"results/recon/{w.dataset}/{REPORT_SPLIT}/{config['figures']['capture_figures'][w.dataset]}.h5",
     output:
         png=report(
             "results/figures/capture_{dataset}.png",

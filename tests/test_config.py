@@ -47,7 +47,7 @@ def test_dangling_camera(tmp_path):
 
 
 def test_undefined_variant_is_named(tmp_path):
-    result = run_snakemake(tmp_path, tiny_config(), "-n", "results/recon/faces_dots/wiener/K42.h5")
+    result = run_snakemake(tmp_path, tiny_config(), "-n", "results/recon/faces_dots/test/wiener/K42.h5")
     assert result.returncode != 0
     assert "no variant 'K42'" in result.stdout + result.stderr
 

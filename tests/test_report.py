@@ -63,6 +63,7 @@ def per_image_csv(path, psnr, latency, gmsd=None, lpips=None):
 def meta(method, variant, **params):
     return {
         "dataset": "faces",
+        "split": "test",
         "camera": "dots",
         "method": method,
         "variant": variant,
@@ -103,7 +104,7 @@ def test_aggregate_names_bad_inputs(tmp_path):
         report.read_per_image(tmp_path / "short.csv")
     with pytest.raises(
         BadInputError,
-        match=r"runs \[\['faces', 'wiener', 'k1'\]\] appear more than once, in \[.*a.csv', .*a.csv'\]",
+        match=r"runs \[\['faces', 'test', 'wiener', 'k1'\]\] appear more than once, in \[.*a.csv', .*a.csv'\]",
     ):
         table = report.read_per_image(a)
         tables.aggregate([(str(a), table), (str(a), table)], [meta("wiener", "k1"), meta("wiener", "k1")])
@@ -143,6 +144,7 @@ def write_recon_pair(tmp_path, recon_dataset="faces", n=4, size=16, gt=True, cha
                 },
                 {
                     "dataset": recon_dataset,
+                    "split": "test",
                     "method": name,
                     "variant": "v",
                     "params": {"b": 2, "a": 1},
@@ -159,6 +161,7 @@ def test_read_recon_meta(tmp_path):
     data_path, recons = write_recon_pair(tmp_path)
     assert report.read_recon_meta(recons[0], data_path) == {
         "dataset": "faces",
+        "split": "test",
         "camera": "dots",
         "method": "wiener",
         "variant": "v",
@@ -170,7 +173,7 @@ def test_read_recon_meta(tmp_path):
     other.mkdir()
     _, bad = write_recon_pair(other, recon_dataset="flowers")
     with pytest.raises(
-        BadInputError, match=f"{bad[0]} reconstructs dataset 'flowers' but {data_path} is 'faces'"
+        BadInputError, match=f"{bad[0]} reconstructs dataset 'flowers' \\(test\\) but {data_path} is 'faces' \\(test\\)"
     ):
         report.read_recon_meta(bad[0], data_path)
 
@@ -187,6 +190,7 @@ def metrics_table(lpips=True, extras=True, gt=True):
         ("dps", "z3", {"zeta": 3.0}, 22.5, 0.25, 0.6),
         ("ddnm", "svd50", {"steps": 50}, 26.0, 0.20, 0.15),
         ("nsdd", "main", {}, 25.5, 0.21, 0.01),
+        ("nsdd_full", "main", {}, 24.5, 0.24, 0.01),
         ("dmdiff", "alpha0.5", {"alpha": 0.5}, 24.0, 0.22, 0.3),
         ("dmdiff", "alpha0.0", {"alpha": 0.0}, 25.0, 0.26, 0.3),
         ("dmdiff", "alpha1.0", {"alpha": 1.0}, 23.0, 0.18, 0.3),
@@ -196,10 +200,16 @@ def metrics_table(lpips=True, extras=True, gt=True):
         ("dmdiff", "full", {}, 24.0, 0.22, 0.3),
     ]
     rows = []
-    for method, variant, params, psnr, score, latency in runs:
+    # Validation runs of the methods with several variants: on val z1 is the better DPS,
+    # on test z3 is, so a table that chooses on val must show z1.
+    val_runs = [("dps", "z1", {"zeta": 1.0}, 23.0, 0.20, np.nan), ("dps", "z3", {"zeta": 3.0}, 22.0, 0.30, np.nan)]
+    for split, (method, variant, params, psnr, score, latency) in [("test", r) for r in runs] + [
+        ("val", r) for r in val_runs
+    ]:
         rows.append(
             {
                 "dataset": "faces",
+                "split": split,
                 "camera": "dots",
                 "method": method,
                 "variant": variant,
@@ -236,12 +246,24 @@ def test_nsdd_main_table(tmp_path):
         "memory (MB)",
     ]
     assert table["Method"].tolist() == ["Wiener", "ADMM", "DPS", "DDNM+", "NSDD"]
-    assert table.loc[2, "Variant"] == "z3"  # lower LPIPS wins
+    assert table.loc[2, "Variant"] == "z1"  # lower LPIPS on val, although z3 is better on test
     assert table.loc[0, "PSNR"] == 22.0 and table.loc[4, "time (s)"] == 0.01
-    chosen = tables.nsdd_main_table(metrics_table(), "faces", variants={"dps": "z1"})
-    assert chosen.loc[2, "Variant"] == "z1"
+    chosen = tables.nsdd_main_table(metrics_table(), "faces", variants={"dps": "z3"})
+    assert chosen.loc[2, "Variant"] == "z3"
+    no_val = metrics_table()
+    with pytest.raises(BadInputError, match="dps has 2 variants but no val results"):
+        tables.nsdd_main_table(no_val[no_val["split"] == "test"], "faces")
     with pytest.raises(BadInputError, match="no dps variant 'z9'"):
         tables.nsdd_main_table(metrics_table(), "faces", variants={"dps": "z9"})
+
+
+def test_nsdd_ablation_table():
+    table = tables.nsdd_ablation_table(metrics_table(), "faces")
+    assert table["Ablation"].tolist() == ["DDNM+ (teacher)", "NSDD, null space", "NSDD, full image"]
+    assert table["PSNR"].tolist() == [26.0, 25.5, 24.5]
+    df = metrics_table()
+    with pytest.raises(BadInputError, match="needs nsdd and nsdd_full"):
+        tables.nsdd_ablation_table(df[df["method"] != "nsdd_full"], "faces")
 
 
 def test_nsdd_table_falls_back_to_a_named_weight_free_metric():
@@ -290,7 +312,7 @@ def test_dmdiff_tables(tmp_path):
         BadInputError, match=r"dmdiff variant\(s\) \['no_lora'\] not in the metrics table"
     ):
         tables.dmdiff_ablation_table(df, "faces", variants={"no LoRA": "no_lora"})
-    with pytest.raises(BadInputError, match="no results for dataset 'metalens'"):
+    with pytest.raises(BadInputError, match="no test results for dataset 'metalens'"):
         tables.dmdiff_main_table(df, "metalens")
 
 

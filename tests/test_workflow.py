@@ -83,7 +83,7 @@ def test_dmdiff_branch(finished_run):
     assert main["Method"].iloc[0] == "Wiener" and (main["Method"].iloc[1:] == "DMDiff").all()
     for ext in ("png", "pdf"):
         assert (workdir / f"results/figures/alpha_sweep_natural_metalens.{ext}").stat().st_size > 1000
-    recon, _ = read_h5(workdir / "results/recon/natural_metalens/dmdiff/full.h5", contract="recon")
+    recon, _ = read_h5(workdir / "results/recon/natural_metalens/test/dmdiff/full.h5", contract="recon")
     assert recon["xhat"].shape == (2, 3, 32, 32) and 0 <= recon["xhat"].min() <= recon["xhat"].max() <= 1
     pairs, _ = read_h5(workdir / "results/dmdiff/natural_metalens/pseudo_pairs.h5", contract="pseudo_pairs")
     assert len(pairs["y_pseudo"]) == config["datasets"]["natural_metalens"]["dmdiff"]["unpaired"]
@@ -218,7 +218,7 @@ def test_edit_reruns_exactly_the_importing_jobs(finished_run, tmp_path, module_p
     for name in forced:
         if name == "dmdiff_restorations":
             targets += sorted(
-                str(p.relative_to(workdir)) for p in (workdir / "results/recon").glob("*/dmdiff/*.h5")
+                str(p.relative_to(workdir)) for p in (workdir / "results/recon").glob("*/*/dmdiff/*.h5")
             )
         else:
             targets.append(name)

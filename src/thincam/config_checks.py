@@ -48,6 +48,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
                 f"does not fit camera {dataset['camera']!r} of kind {kind!r}"
             )
         methods = dataset.get("methods", {})
+        _check_choice_split(name, dataset, methods)
         _check_dmdiff(name, dataset, kind, methods, root)
         for method in dataset.get("sweeps", {}):
             if method not in methods:
@@ -59,6 +60,18 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             raise ConfigError(
                 f"config key figures.capture_figures.{dataset}: no reconstruction {recon!r}"
             )
+
+
+def _check_choice_split(name: str, dataset: Mapping[str, Any], methods) -> None:
+    """Tables choose among a method's variants on val: several variants need val images."""
+    from thincam.registry import METHODS
+
+    choices = [m for m, v in methods.items() if len(v) > 1 and not METHODS[m].every_variant_reported]
+    if choices and dataset["splits"].get("val", 0) < 1:
+        raise ConfigError(
+            f"config key datasets.{name}.splits.val: methods {choices} have several variants, "
+            "chosen on the validation split, which is empty"
+        )
 
 
 def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, root: Path) -> None:

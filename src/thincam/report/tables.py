@@ -19,12 +19,20 @@ from typing import Any
 import pandas as pd
 
 from thincam.errors import BadInputError
-from thincam.registry import METHODS, METRICS, PERCEPTUAL_PREFERENCE, WEIGHT_FREE
+from thincam.registry import (
+    CHOICE_SPLIT,
+    METHODS,
+    METRICS,
+    PERCEPTUAL_PREFERENCE,
+    REPORT_SPLIT,
+    WEIGHT_FREE,
+)
 
 log = logging.getLogger(__name__)
 
 CORE_COLUMNS = [
     "dataset",
+    "split",
     "camera",
     "method",
     "variant",
@@ -40,7 +48,7 @@ CORE_COLUMNS = [
     "peak_mem_mb",
     "device",
 ]
-META_KEYS = ("dataset", "camera", "method", "variant", "peak_mem_mb", "device")
+META_KEYS = ("dataset", "split", "camera", "method", "variant", "peak_mem_mb", "device")
 PER_IMAGE_REQUIRED = [
     "index",
     "psnr",
@@ -56,6 +64,8 @@ PER_IMAGE_REQUIRED = [
 METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
 WEIGHT_FREE_EXTRAS = WEIGHT_FREE
 NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "nsdd")
+# The distillation ablation, next to its teacher: row label -> method.
+NSDD_ABLATION = {"DDNM+ (teacher)": "ddnm", "NSDD, null space": "nsdd", "NSDD, full image": "nsdd_full"}
 # Ablation row label -> dmdiff variant name in the config.
 ABLATION_VARIANTS = {
     "no SVDA": "no_svda",
@@ -128,7 +138,7 @@ def aggregate(
         row["params"] = params_json(meta.get("params", {}))
         rows.append(row)
     df = pd.DataFrame(rows, columns=CORE_COLUMNS + extras + ["params"])
-    key = ["dataset", "method", "variant"]
+    key = ["dataset", "split", "method", "variant"]
     duplicated = df.duplicated(key, keep=False)
     if duplicated.any():
         sources = [str(p) for (p, _), dup in zip(per_image, duplicated) if dup]
@@ -136,7 +146,7 @@ def aggregate(
             f"runs {df.loc[duplicated, key].drop_duplicates().values.tolist()} appear more than once,"
             f" in {sources}"
         )
-    return df.sort_values(["dataset", "method", "variant"], kind="stable").reset_index(drop=True)
+    return df.sort_values(["dataset", "split", "method", "variant"], kind="stable").reset_index(drop=True)
 
 
 def best_perceptual(df: pd.DataFrame, exclude: Sequence[str] = ()) -> str:
@@ -150,14 +160,42 @@ def best_perceptual(df: pd.DataFrame, exclude: Sequence[str] = ()) -> str:
     return "psnr"
 
 
-def dataset_rows(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """The rows of one dataset, with a lower-case ``method_key`` to match method names on."""
-    rows = df[df["dataset"] == dataset]
+def dataset_rows(df: pd.DataFrame, dataset: str, split: str = REPORT_SPLIT) -> pd.DataFrame:
+    """The rows of one dataset and split, with a lower-case ``method_key`` to match methods on."""
+    rows = df[(df["dataset"] == dataset) & (df["split"] == split)]
     if rows.empty:
-        raise BadInputError(
-            f"no results for dataset {dataset!r}; have {sorted(df['dataset'].unique())}"
-        )
+        have = sorted({(d, s) for d, s in zip(df["dataset"], df["split"])})
+        raise BadInputError(f"no {split} results for dataset {dataset!r}; have {have}")
     return rows.assign(method_key=rows["method"].str.lower())
+
+
+def choose_on_val(metrics_df: pd.DataFrame, dataset: str, method: str, metric: str) -> str | None:
+    """The variant of ``method`` with the best ``metric`` on the validation split.
+
+    None when the method has one variant on the reported split (nothing to choose). Several
+    variants without validation results is an error: choosing on the reported split would
+    flatter the method.
+    """
+    reported = metrics_df[
+        (metrics_df["dataset"] == dataset)
+        & (metrics_df["split"] == REPORT_SPLIT)
+        & (metrics_df["method"].str.lower() == method)
+    ]
+    if reported["variant"].nunique() <= 1:
+        return None
+    val = metrics_df[
+        (metrics_df["dataset"] == dataset)
+        & (metrics_df["split"] == CHOICE_SPLIT)
+        & (metrics_df["method"].str.lower() == method)
+    ]
+    if val.empty:
+        raise BadInputError(
+            f"{dataset}: {method} has {reported['variant'].nunique()} variants but no {CHOICE_SPLIT} "
+            f"results to choose among them"
+        )
+    if metric not in val.columns or val[metric].isna().all():
+        metric = best_perceptual(val)
+    return str(_best_row(val.assign(method_key=method), metric)["variant"])
 
 
 def param_values(rows: pd.DataFrame, name: str) -> pd.Series:
@@ -195,36 +233,47 @@ def nsdd_main_table(
     metrics_df: pd.DataFrame,
     dataset: str,
     variants: Mapping[str, str] | None = None,
+    methods: Sequence[str] = NSDD_TABLE_METHODS,
 ) -> pd.DataFrame:
     """Method | Variant | PSNR | SSIM | <perceptual> | consistency | time (s) | memory (MB).
 
-    Rows Wiener, ADMM, DPS, DDNM+, NSDD (those present). A method's row is the variant named in
-    ``variants`` (method -> variant), else its best by the perceptual metric; pass ``variants``
-    chosen on a validation split, since picking on the reported split flatters every method.
+    Rows Wiener, ADMM, DPS, DDNM+, NSDD (those present), on the test split. A method's row is
+    the variant named in ``variants`` (method -> variant), else the one with the best
+    perceptual metric on the validation split (:func:`choose_on_val`).
     """
     rows = dataset_rows(metrics_df, dataset)
     metric = best_perceptual(rows)
     chosen = []
-    for method in NSDD_TABLE_METHODS:
+    for method in methods:
         candidates = rows[rows["method_key"] == method]
-        if variants and method in variants:
-            candidates = candidates[candidates["variant"] == variants[method]]
-            if candidates.empty:
-                raise BadInputError(
-                    f"{dataset}: no {method} variant {variants[method]!r} in the metrics table"
-                )
         if candidates.empty:
             log.warning("%s: no %s results; its row is left out of the NSDD table", dataset, method)
             continue
-        chosen.append(_best_row(candidates, metric))
+        variant = (variants or {}).get(method) or choose_on_val(metrics_df, dataset, method, metric)
+        if variant is not None:
+            candidates = candidates[candidates["variant"] == variant]
+            if candidates.empty:
+                raise BadInputError(f"{dataset}: no {method} variant {variant!r} in the metrics table")
+        chosen.append(candidates.iloc[0])
     if not chosen:
-        raise BadInputError(f"{dataset}: none of {NSDD_TABLE_METHODS} in the metrics table")
+        raise BadInputError(f"{dataset}: none of {list(methods)} in the metrics table")
     names = ["psnr", "ssim"] + ([metric] if metric != "psnr" else []) + ["consistency"]
     columns = {n: METRICS[n].label for n in names} | {
         "latency_s": "time (s)",
         "peak_mem_mb": "memory (MB)",
     }
     return _table(pd.DataFrame(chosen), columns)
+
+
+def nsdd_ablation_table(metrics_df: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The teacher beside the null-space and the full-image student (trained on the same targets)."""
+    rows = dataset_rows(metrics_df, dataset)
+    present = {label: m for label, m in NSDD_ABLATION.items() if (rows["method_key"] == m).any()}
+    if not {"nsdd", "nsdd_full"} <= set(present.values()):
+        raise BadInputError(f"{dataset}: the NSDD ablation needs nsdd and nsdd_full results")
+    table = nsdd_main_table(metrics_df, dataset, methods=tuple(present.values()))
+    table.insert(0, "Ablation", list(present))
+    return table.drop(columns="Method")
 
 
 def _dmdiff_columns(rows: pd.DataFrame) -> dict[str, str]:
@@ -244,11 +293,11 @@ def dmdiff_main_table(
     if dmdiff.empty:
         raise BadInputError(f"{dataset}: no dmdiff results in the metrics table")
     wiener = rows[rows["method_key"] == "wiener"]
-    selected = (
-        dmdiff
-        if wiener.empty
-        else pd.concat([_best_row(wiener, best_perceptual(rows)).to_frame().T, dmdiff])
-    )
+    if not wiener.empty:
+        variant = choose_on_val(metrics_df, dataset, "wiener", best_perceptual(rows))
+        if variant is not None:
+            wiener = wiener[wiener["variant"] == variant]
+    selected = dmdiff if wiener.empty else pd.concat([wiener.iloc[:1], dmdiff])
     return _table(selected, _dmdiff_columns(rows))
 
 

@@ -94,6 +94,7 @@ def reconstruct(
         {"xhat": xhat.astype(np.float32), "latency_s": latency, "index": index},
         attrs={
             "dataset": dataset,
+            "split": attrs["split"],
             "method": method,
             "variant": variant,
             "params": dict(params),

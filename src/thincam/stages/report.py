@@ -17,6 +17,7 @@ from thincam.report import figures, tables
 
 PAPER_TABLES = {
     "nsdd_main": tables.nsdd_main_table,
+    "nsdd_ablation": tables.nsdd_ablation_table,
     "dmdiff_main": tables.dmdiff_main_table,
     "alpha_sweep": tables.alpha_sweep_table,
     "dmdiff_ablation": tables.dmdiff_ablation_table,
@@ -28,18 +29,20 @@ def read_recon_meta(recon_path: str | os.PathLike, data_path: str | os.PathLike)
     _, recon = read_h5(recon_path, names=[], contract="recon")
     _, data = read_h5(data_path, names=[], contract="dataset")
     for path, attrs, keys in (
-        (recon_path, recon, ("dataset", "method", "variant", "peak_mem_mb", "device")),
-        (data_path, data, ("dataset", "camera")),
+        (recon_path, recon, ("dataset", "split", "method", "variant", "peak_mem_mb", "device")),
+        (data_path, data, ("dataset", "split", "camera")),
     ):
         missing = [key for key in keys if key not in attrs]
         if missing:
             raise BadInputError(f"{path}: attribute(s) {missing} missing")
-    if recon["dataset"] != data["dataset"]:
+    if (recon["dataset"], recon["split"]) != (data["dataset"], data["split"]):
         raise BadInputError(
-            f"{recon_path} reconstructs dataset {recon['dataset']!r} but {data_path} is {data['dataset']!r}"
+            f"{recon_path} reconstructs dataset {recon['dataset']!r} ({recon['split']}) but "
+            f"{data_path} is {data['dataset']!r} ({data['split']})"
         )
     return {
         "dataset": recon["dataset"],
+        "split": recon["split"],
         "camera": data["camera"],
         "method": recon["method"],
         "variant": recon["variant"],
