@@ -30,11 +30,11 @@ from diffusers import ModelMixin, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 
 from thincam.errors import BadInputError, CorruptFileError, MissingWeightsError
+from thincam.models.diffusion import PREDICTION_TYPES, prediction_to_x0
 
 MODES = ("null", "full")
 # The distillation output folder is complete only when this file, written last, exists.
 MARKER = "distill.json"
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 def place_on_grid(y: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -85,18 +85,11 @@ class NSDDStudent(ModelMixin, ConfigMixin):
         """r in [0, 1] image units (unclipped) from the measurement and the anchor."""
         cfg = self.config
         a = math.sqrt(cfg.alpha_bar)
-        s = math.sqrt(1.0 - cfg.alpha_bar)
         anchor_m = 2.0 * anchor - 1.0
         y_m = place_on_grid(2.0 * y - 1.0, anchor.shape[-2:])
         z = a * anchor_m + self.adapter(torch.cat([y_m, anchor_m], dim=1))
         t = torch.full((z.shape[0],), cfg.t_fixed, dtype=torch.long, device=z.device)
-        out = self.unet(z, t).sample
-        if cfg.prediction_type == "epsilon":
-            x0 = (z - s * out) / a
-        elif cfg.prediction_type == "v_prediction":
-            x0 = a * z - s * out
-        else:
-            x0 = out
+        x0 = prediction_to_x0(z, self.unet(z, t).sample, cfg.alpha_bar, cfg.prediction_type)
         return (x0 + 1.0) / 2.0
 
     def forward(self, y: torch.Tensor, physics, anchor: torch.Tensor | None = None) -> torch.Tensor:

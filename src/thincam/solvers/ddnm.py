@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import torch
 
+from thincam.models.diffusion import prediction_to_x0
+
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
@@ -203,7 +205,7 @@ def ddnm_plus(
             continue
         abar_t = abar(i)
         eps = predict_eps(unet, x, timesteps[i], dtype)
-        x0 = (x - (1 - abar_t) ** 0.5 * eps) / abar_t**0.5
+        x0 = prediction_to_x0(x, eps, abar_t)
         a_t, sigma_t = abar(j) ** 0.5, (1 - abar(j)) ** 0.5
         residual = physics.A(x0) - y_pm
         if form == "scalar":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from thincam.models.diffusion import prediction_to_x0
 from thincam.solvers.ddnm import Generators, measurement_pm, predict_eps, randn, schedule
 
 
@@ -53,7 +54,7 @@ def dps(
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             eps = predict_eps(unet, x, timesteps[k], dtype)
-            x0 = (x - (1 - abar_t) ** 0.5 * eps) / abar_t**0.5
+            x0 = prediction_to_x0(x, eps, abar_t)
             norm = torch.linalg.vector_norm((y_pm - physics.A(x0)) / 2, dim=dims)
             (grad,) = torch.autograd.grad(norm.sum(), x)
         with torch.no_grad():

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from thincam.errors import BadInputError, MissingWeightsError
+from thincam.models.diffusion import prediction_to_x0
 from thincam.models.dmdiff.tokenizer import PROBE_PROMPTS, build_tiny_tokenizer, check_tokenizer
 
 SUBFOLDERS = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
@@ -139,14 +140,7 @@ def build_tiny_base(
 def one_step_x0(scheduler, z_t, model_output, timestep: int):
     """The scheduler's clean-latent prediction at ``timestep`` (SD-Turbo's single step)."""
     abar = scheduler.alphas_cumprod[timestep].to(z_t.device, z_t.dtype)
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
-        return (z_t - (1 - abar).sqrt() * model_output) / abar.sqrt()
-    if kind == "v_prediction":
-        return abar.sqrt() * z_t - (1 - abar).sqrt() * model_output
-    if kind == "sample":
-        return model_output
-    raise BadInputError(f"scheduler prediction_type {kind!r} is not supported")
+    return prediction_to_x0(z_t, model_output, abar, scheduler.config.prediction_type)
 
 
 def prompt_embeddings(base: BaseComponents, prompts: list[str]):
