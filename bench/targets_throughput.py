@@ -64,8 +64,7 @@ def main() -> None:
             "boundary": "circular",
             "scene_shape": [size, size],
             "sensor_shape": [size, size],
-            "pinv_lam": 1e-2,
-            "pinv_iters": 50,
+            "pinv": {"kind": "tikhonov", "lam": 1e-2, "iters": 50},
         }
         y = rng.uniform(0, 1, (args.images, 3, size, size)).astype(np.float32)
         atomic_write_h5(

@@ -9,9 +9,10 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from thincam.codehash import code_hash  # noqa: E402
-from thincam.config_checks import check_config  # noqa: E402
+from thincam.config_checks import check_config, coerce_numeric_strings  # noqa: E402
 from thincam.registry import CHOICE_SPLIT, METHODS, REPORT_SPLIT, SPLITS  # noqa: E402
 
+coerce_numeric_strings(config)  # YAML reads 1e-6 (no dot) as text; mean the number
 validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 check_config(config, root=Path.cwd())  # Snakemake resolves inputs from the workdir
 

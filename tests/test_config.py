@@ -75,7 +75,7 @@ def _breaks_unpaired_count(dataset):
 
 def _breaks_camera(dataset):
     dataset["camera"] = "dots"
-    dataset["operator"] = {"kind": "lensless", "pinv_lam": 0.01}
+    dataset["operator"] = {"kind": "lensless", "pinv": {"kind": "tikhonov", "lam": 0.01}}
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
 """Image sources, splits, simulation and capture ingestion into the dataset layout."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -36,7 +38,7 @@ def test_splits_disjoint_seeded_and_bounded():
     union = np.concatenate(list(splits.values()))
     assert len(union) == len(set(union)) == 45
     assert all(np.array_equal(a, b) for a, b in zip(splits.values(), split_indices(50, {"train": 30, "val": 5, "test": 10}, seed=3).values()))
-    with pytest.raises(BadInputError, match="ask for 60 images but the source has 50"):
+    with pytest.raises(BadInputError, match="config key splits: splits ask for 60 images .* the source has 50"):
         split_indices(50, {"train": 60, "val": 0, "test": 0}, seed=0)
 
 
@@ -45,7 +47,7 @@ def _dataset_cfg():
         "camera": "dots",
         "image_size": [16, 16],
         "source": {"kind": "skimage_faces"},
-        "operator": {"kind": "lensless", "boundary": "circular", "pinv_lam": 0.01},
+        "operator": {"kind": "lensless", "boundary": "circular", "pinv": {"kind": "tikhonov", "lam": 0.01}},
         "noise": {"poisson_gain": 0.0, "gaussian_sigma": 0.02, "bit_depth": 10},
         "splits": {"train": 6, "val": 2, "test": 3},
     }
@@ -89,7 +91,7 @@ def _ingest_cfg(path, fmt="pairs", downsample=1):
     return {
         "camera": "cam",
         "captures": {"format": fmt, "path": str(path), "bit_depth": 16, "downsample": downsample},
-        "operator": {"kind": "lensless", "boundary": "linear", "pinv_lam": 0.01},
+        "operator": {"kind": "lensless", "boundary": "linear", "pinv": {"kind": "tikhonov", "lam": 0.01}},
         "splits": {"train": 1, "val": 0, "test": 1},
     }
 
@@ -132,3 +134,44 @@ def test_ingest_size_mismatch_and_unpaired_names(tmp_path):
         find_pairs("pairs", str(tmp_path / "p"))
     with pytest.raises(BadInputError, match="unknown capture format"):
         find_pairs("mirflickr", str(tmp_path / "p"))
+
+
+def test_ingest_bad_inputs_name_the_folder_file_or_key(tmp_path):
+    """An empty references/ folder, an 8-bit capture declared 16-bit and splits larger than the
+    source each fail naming what to fix, before any file is written."""
+    outs = {s: str(tmp_path / f"{s}.h5") for s in ("train", "val", "test")}
+    psf = _psf_file(tmp_path / "psf.h5", size=16, channels=1)
+    for sub in ("measurements", "references"):
+        (tmp_path / "set" / sub).mkdir(parents=True)
+    tifffile.imwrite(tmp_path / "set/measurements/a.tif", np.ones((16, 16), np.uint16))
+    (tmp_path / "set/references/a.txt").write_text("not an image")
+    with pytest.raises(BadInputError, match="set/references: reference folder holds no image"):
+        ingest_captures(psf, _ingest_cfg(tmp_path / "set"), "real", outs, seed=0)
+
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "hand8.png", np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8))
+    cfg = _ingest_cfg(tmp_path / "hand8.png", fmt="diffusercam")
+    with pytest.raises(BadInputError, match="hand8.png: 8-bit file.*datasets.hand.captures.bit_depth says 16"):
+        ingest_captures(psf, cfg, "hand", outs, seed=0)
+
+    tifffile.imwrite(tmp_path / "hand.tif", np.random.default_rng(1).integers(0, 4000, (16, 16), dtype=np.uint16))
+    cfg = _ingest_cfg(tmp_path / "hand.tif", fmt="diffusercam")
+    cfg["splits"] = {"train": 0, "val": 0, "test": 5}
+    with pytest.raises(BadInputError, match="config key datasets.hand.splits: splits ask for 5 images .* source has 1"):
+        ingest_captures(psf, cfg, "hand", outs, seed=0)
+    assert not any(Path(p).exists() for p in outs.values())
+
+
+def test_folder_source_reads_bmp(tmp_path):
+    """.bmp is listed among the image types, so a folder of bitmaps is a valid source."""
+    import imageio.v3 as iio
+
+    from thincam.data.sources import folder_images
+
+    rgb = np.random.default_rng(3).integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / "a.bmp", rgb)
+    iio.imwrite(tmp_path / "b.bmp", rgb[..., 0])
+    images = folder_images(str(tmp_path), (12, 12))
+    assert images.shape == (2, 3, 12, 12)
+    np.testing.assert_allclose(images[0], np.moveaxis(rgb, -1, 0) / 255.0, atol=1e-6)

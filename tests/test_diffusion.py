@@ -83,8 +83,8 @@ def trained_prior(tmp_path_factory, faces):
     return load_prior(path)
 
 
-def circular(pinv_lam: float) -> LenslessConvolution:
-    return LenslessConvolution(sparse_dots_psf(), boundary="circular", pinv_lam=pinv_lam)
+def circular(lam: float) -> LenslessConvolution:
+    return LenslessConvolution(sparse_dots_psf(), boundary="circular", pinv={"kind": "tikhonov", "lam": lam})
 
 
 # --- DDNM+ -------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def circular(pinv_lam: float) -> LenslessConvolution:
 @pytest.mark.parametrize("form", ["scalar", "svd"])
 def test_noiseless_ddnm_is_consistent(tiny_prior, faces, form):
     """sigma_y = 0: the last step returns x0|t - A+(A x0|t - y), which leaves the fraction
-    lam / (|H_k|^2 + lam) of the residual in frequency k. With pinv_lam 1e-8 and the smallest
+    lam / (|H_k|^2 + lam) of the residual in frequency k. With a Tikhonov lam 1e-8 and the smallest
     |H_k| here (1.5e-3) that is at most c = 0.0044, so ||A xhat - y|| <= c ||A x0|t - y|| <= c ||y||
     (x0|t is already the projection of the previous step, so ||A x0|t - y|| <= ||y||). The SVD form
     divides by H_k exactly: only float32 rounding remains."""
@@ -101,7 +101,7 @@ def test_noiseless_ddnm_is_consistent(tiny_prior, faces, form):
 
     physics = circular(1e-8)
     s = physics.singular_values()
-    bound = float((physics.pinv_lam / (s**2 + physics.pinv_lam)).max())
+    bound = float((physics.pinv.lam / (s**2 + physics.pinv.lam)).max())
     assert bound < 5e-3
     x = torch.from_numpy(faces[:2])
     y = physics.A(x)
@@ -201,7 +201,7 @@ def test_ddnm_bf16_autocast_runs_close_to_fp32(tiny_prior, faces):
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["scalar", "svd"])
 def test_ddnm_beats_anchor_and_fits_to_noise_level(trained_prior, faces, form):
-    """On held-out faces at sigma_y 0.01 (pinv_lam 1e-2, DESIGN.md 4) DDNM+ with a prior beats A+y,
+    """On held-out faces at sigma_y 0.01 (Tikhonov lam 1e-2, DESIGN.md 4) DDNM+ with a prior beats A+y,
     and its residual ||A xhat - y|| is about the noise's ||n||: it neither overfits the noise
     (residual << ||n||) nor ignores the measurement (residual >> ||n||)."""
     from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
@@ -319,8 +319,7 @@ def split_files(tmp_path, faces):
         "boundary": "circular",
         "scene_shape": [SIZE, SIZE],
         "sensor_shape": [SIZE, SIZE],
-        "pinv_lam": 1e-2,
-        "pinv_iters": 50,
+        "pinv": {"kind": "tikhonov", "lam": 1e-2, "iters": 50},
     }
     x = faces[:5]
     y = circular(1e-2).A(torch.from_numpy(x)).numpy() + 0.01 * np.random.default_rng(0).standard_normal(x.shape).astype(

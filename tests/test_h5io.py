@@ -13,7 +13,7 @@ def _write(path):
     return atomic_write_h5(
         path,
         {"y": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "index": np.array([3, 7])},
-        attrs={"dataset": "demo", "operator": {"kind": "lensless", "pinv_lam": 0.01}},
+        attrs={"dataset": "demo", "operator": {"kind": "lensless", "pinv": {"kind": "tikhonov", "lam": 0.01}}},
         contract="dataset",
     )
 

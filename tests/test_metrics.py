@@ -443,7 +443,7 @@ def test_evaluate_builds_the_camera_operator(tmp_path):
     operator = {
         "kind": "lensless",
         "boundary": "circular",
-        "pinv_lam": 0.01,
+        "pinv": {"kind": "tikhonov", "lam": 0.01},
         "scene_shape": [size, size],
         "sensor_shape": [size, size],
     }

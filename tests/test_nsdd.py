@@ -17,7 +17,7 @@ OPERATOR = {
     "scene_shape": [SIZE, SIZE],
     "sensor_shape": [SIZE, SIZE],
     "boundary": "circular",
-    "pinv_lam": 1e-2,
+    "pinv": {"kind": "tikhonov", "lam": 1e-2},
 }
 CFG = {
     "steps": 12,
@@ -148,7 +148,7 @@ def test_null_mode_keeps_the_anchors_range_for_any_r(prior_path):
     fy, fx = np.fft.fftfreq(SIZE)[:, None], np.fft.rfftfreq(SIZE)[None, :]
     spectrum[:, np.hypot(fy, fx) >= 0.2] = 0.0
     psf = np.fft.fftshift(np.fft.irfft2(spectrum, s=(SIZE, SIZE)), axes=(-2, -1))
-    physics = LenslessConvolution(torch.from_numpy(psf), boundary="circular", pinv_lam=1e-20)
+    physics = LenslessConvolution(torch.from_numpy(psf), boundary="circular", pinv={"kind": "tikhonov", "lam": 1e-20})
     unet, scheduler = load_prior(prior_path)
     gen = torch.Generator().manual_seed(3)
     y = physics.A(torch.rand(2, 3, SIZE, SIZE, dtype=torch.float64, generator=gen))
@@ -284,7 +284,7 @@ def test_shards_from_another_operator_are_rejected(tmp_path, physics, psf_path, 
     from thincam.stages.nsdd import distill_nsdd
 
     paths = write_shards(tmp_path / "targets", physics, prior_path, [4])
-    other = {**OPERATOR, "pinv_lam": 0.3}
+    other = {**OPERATOR, "pinv": {"kind": "tikhonov", "lam": 0.3}}
     with pytest.raises(BadInputError, match="shard-0000.h5.*A\\+y"):
         distill_nsdd(paths, psf_path, other, prior_path, str(tmp_path / "out"), {**CFG, "steps": 2}, seed=0)
 

@@ -68,6 +68,15 @@ def test_load_png_8bit_rgb_rgba_gray(tmp_path):
     np.testing.assert_allclose(gray[0], rgb[..., 0] / 255.0, atol=1e-7)
 
 
+def test_load_bmp_8bit_rgb_and_gray(tmp_path):
+    """.bmp is a listed image type (data.sources.IMAGE_SUFFIXES), so the reader takes it."""
+    rgb = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / "rgb.bmp", rgb)
+    iio.imwrite(tmp_path / "gray.bmp", rgb[..., 1])
+    np.testing.assert_allclose(load_image(tmp_path / "rgb.bmp"), np.moveaxis(rgb, -1, 0) / 255.0, atol=1e-7)
+    np.testing.assert_allclose(load_image(tmp_path / "gray.bmp", bit_depth=8)[0], rgb[..., 1] / 255.0, atol=1e-7)
+
+
 def test_load_tiff_16bit_inferred_and_declared(tmp_path):
     raw = np.array([[0, 1000], [4095, 65535]], dtype=np.uint16)
     tifffile.imwrite(tmp_path / "a.tif", raw)
@@ -103,7 +112,14 @@ def test_load_npy_float_and_channels_first(tmp_path):
         ),
         ("nan.npy", lambda p: np.save(p, np.array([[0.5, np.nan]])), {}, "NaN/inf"),
         ("inf.npy", lambda p: np.save(p, np.array([[0.5, np.inf]])), {}, "NaN/inf"),
-        ("scene.bmp", lambda p: p.write_bytes(b"BM...."), {}, "unknown image format"),
+        ("scene.gif", lambda p: p.write_bytes(b"GIF89a"), {}, "unknown image format"),
+        ("broken.bmp", lambda p: p.write_bytes(b"BM...."), {}, "cannot read"),
+        (
+            "eight.png",
+            lambda p: iio.imwrite(p, np.full((4, 4), 200, np.uint8)),
+            {"bit_depth": 16, "bit_depth_key": "cameras.cam.bit_depth"},
+            "8-bit file (uint8) but config key cameras.cam.bit_depth says 16-bit",
+        ),
         ("broken.tif", lambda p: p.write_bytes(b"not a tiff at all"), {}, "cannot read"),
         ("stack.npy", lambda p: np.save(p, np.zeros((2, 2, 3, 3))), {}, "got shape (2, 2, 3, 3)"),
         ("big.npy", lambda p: np.save(p, np.array([[0.0, 3.0]])), {}, "exceeds 1"),
@@ -218,6 +234,68 @@ def test_calibrate_with_dark_frame(tmp_path):
     )
     np.testing.assert_allclose(psf[0], signal / signal.sum(), atol=1e-6)
     assert abs(info["background"][0] * 65535 - dark.mean()) < 1e-3
+
+
+def _noise_and_hot_pixels(shape=(300, 400), seed=7):
+    """A point-source capture with no point source: read noise around a dark level, six hot pixels
+    and an adjacent defect pair, as a 16-bit frame."""
+    rng = np.random.default_rng(seed)
+    frame = np.clip(np.round(100 + 20 * rng.standard_normal(shape)), 0, 65535)
+    frame[rng.integers(0, shape[0], 6), rng.integers(0, shape[1], 6)] = 65535
+    frame[10, 10] = frame[10, 11] = 40000
+    return frame.astype(np.uint16)
+
+
+def test_psf_energy_concentration_accepts_the_real_psf_and_rejects_noise(tmp_path):
+    """The committed DiffuserCam PSF puts ~99% of its above-background energy 5 sigma above the
+    noise; a frame of noise and hot pixels under 1% and is refused by name, whatever the
+    background handling."""
+    from thincam.optics.condition import psf_energy_concentration
+
+    _, info = calibrate_capture_psf(PSF_TIF, bit_depth=16, background="corner")
+    assert info["energy_concentration"][0] > 0.95
+    for seed in range(4):
+        frame, _ = remove_hot_pixels(_noise_and_hot_pixels(seed=seed)[None] / 65535.0)
+        assert psf_energy_concentration(frame - np.median(frame))[0] < 0.01
+    # Depending on the draw the corner level lies above the mean (no positive sum left) or below.
+    noise = tmp_path / "noise_psf.tif"
+    for seed in range(4):
+        tifffile.imwrite(noise, _noise_and_hot_pixels(seed=seed))
+        with pytest.raises(BadInputError, match="noise_psf.tif: no PSF"):
+            calibrate_capture_psf(noise, bit_depth=16, background="corner")
+    tifffile.imwrite(tmp_path / "dark.tif", _noise_and_hot_pixels(seed=8))
+    with pytest.raises(BadInputError, match="noise_psf.tif: no PSF"):
+        calibrate_capture_psf(noise, dark_path=tmp_path / "dark.tif", bit_depth=16, background="dark")
+    # Noise below one quantisation level (most neighbour differences 0) is still noise.
+    faint = np.full((64, 64), 30, np.uint16) + (np.random.default_rng(1).random((64, 64)) < 0.1)
+    tifffile.imwrite(tmp_path / "faint.tif", faint.astype(np.uint16))
+    with pytest.raises(BadInputError, match="faint.tif: no PSF"):
+        calibrate_capture_psf(tmp_path / "faint.tif", background="corner")
+    # The real PSF dimmed 30x into the same noise (peak 110 sigma) still passes: 67% measured.
+    raw = tifffile.imread(PSF_TIF).astype(np.float64)
+    dim = np.clip(np.round(100 + (raw - 30) / 30 + 20 * np.random.default_rng(2).standard_normal(raw.shape)), 0, None)
+    tifffile.imwrite(tmp_path / "dim.tif", dim.astype(np.uint16))
+    _, info = calibrate_capture_psf(tmp_path / "dim.tif", bit_depth=16, background="corner")
+    assert info["energy_concentration"][0] > 0.5
+
+
+def test_psf_spectrum_spread_known_answers():
+    from thincam.optics.condition import psf_spectrum_spread
+
+    delta = np.zeros((1, 8, 8))
+    delta[0, 3, 5] = 1.0
+    spread = psf_spectrum_spread(delta)
+    assert spread["min"] == pytest.approx(1.0) and spread["median"] == pytest.approx(1.0)
+    assert spread["condition"] == pytest.approx(1.0) and spread["max_abs"] == [pytest.approx(1.0)]
+    assert spread["below_0.01"] == 0.0
+    # Two equal neighbours: |H| = |cos(pi fx)| on an 8-wide grid is 0 at fx = 1/2 (one column of 8)
+    pair = np.zeros((8, 8))
+    pair[0, :2] = 0.5
+    spread = psf_spectrum_spread(pair, thresholds=(0.5,))
+    assert spread["min"] < 1e-15 and spread["condition"] > 1e15
+    cos = np.abs(np.cos(np.pi * np.fft.fftfreq(8)))
+    assert spread["below_0.5"] == pytest.approx((cos <= 0.5).mean())
+    assert spread["median"] == pytest.approx(np.median(np.repeat(cos[None], 8, 0)))
 
 
 def test_all_zero_psf_names_the_file(tmp_path):

@@ -1,16 +1,29 @@
-"""Operators: adjointness, A+ quality (range-null residual), noise model, operator building."""
+"""Operators: adjointness, A+ quality (range-null residual, null projector), noise model,
+operator identity."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from thincam.errors import BadInputError
 from thincam.physics.noise import effective_sigma, sensor_noise
 from thincam.physics.operators import (
     LenslessConvolution,
     ProductConvolution,
+    PseudoInverse,
+    check_same_operator,
+    null_leakage,
     partition_of_unity,
+    projector_error,
     range_null_residual,
 )
+
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+TIKHONOV = {"kind": "tikhonov", "lam": 1e-2, "iters": 50}
 
 # Bounds the tests enforce on ||A A+ A x - A x|| / ||A x|| (measured values in comments, float64).
 RANGE_NULL_BOUND = {"circular": 0.05, "linear": 0.06, "metalens": 0.05}
@@ -96,10 +109,10 @@ def _sparse_dots(size=32, n=12, seed=0):
 def test_range_null_residual_measured():
     """||A A+ A x - A x|| / ||A x|| for each operator at the default lam, with enforced bounds."""
     x = _image((2, 3, 32, 32))
-    circular = LenslessConvolution(_sparse_dots(), boundary="circular", pinv_lam=1e-2)
-    linear = LenslessConvolution(_psf(3, 32, 32), scene_shape=(32, 32), pinv_lam=1e-2, pinv_iters=50)
+    circular = LenslessConvolution(_sparse_dots(), boundary="circular", pinv=TIKHONOV)
+    linear = LenslessConvolution(_psf(3, 32, 32), scene_shape=(32, 32), pinv=TIKHONOV)
     grid = torch.stack([torch.stack([_psf(3, 7, 7, seed=3 * i + j) for j in range(3)]) for i in range(3)])
-    metalens = ProductConvolution(grid, (32, 32), pinv_lam=1e-2, pinv_iters=50)
+    metalens = ProductConvolution(grid, (32, 32), pinv=TIKHONOV)
     measured = {
         "circular": range_null_residual(circular, x),
         "linear": range_null_residual(linear, x),
@@ -109,13 +122,13 @@ def test_range_null_residual_measured():
     for name, value in measured.items():
         assert value < RANGE_NULL_BOUND[name], (name, value)
     # A+ is a *regularised* inverse: a smaller lam must shrink the residual.
-    circular.pinv_lam = 1e-4
-    assert range_null_residual(circular, x) < measured["circular"] / 5
+    sharper = LenslessConvolution(_sparse_dots(), boundary="circular", pinv={**TIKHONOV, "lam": 1e-4})
+    assert range_null_residual(sharper, x) < measured["circular"] / 5
 
 
 def test_null_projection_is_invisible():
     """A (I - A+A) r ~ 0 up to the Tikhonov residual; exact for circular with lam -> 0."""
-    op = LenslessConvolution(_sparse_dots(), boundary="circular", pinv_lam=1e-10)
+    op = LenslessConvolution(_sparse_dots(), boundary="circular", pinv={"kind": "tikhonov", "lam": 1e-10})
     r = torch.rand(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert torch.linalg.vector_norm(op.A(op.null_project(r))) < 1e-6 * torch.linalg.vector_norm(op.A(r))
 
@@ -141,3 +154,149 @@ def test_sensor_noise_statistics_and_quantisation():
     assert abs(sigma - 0.0707) < 1e-3
     again = sensor_noise(y, poisson_gain=0.01, gaussian_sigma=0.0, bit_depth=16, generator=torch.Generator().manual_seed(0))
     assert torch.equal(shot, again)
+
+
+def _configured(dataset: str):
+    """(PSF as float64 [C,H,W], operator dict) of a dataset in config.yaml, PSF from its camera."""
+    entry = CONFIG["datasets"][dataset]
+    camera = CONFIG["cameras"][entry["camera"]]
+    if camera["kind"] == "sparse_dots":
+        from thincam.optics.masks import sparse_dots_psf
+
+        psf = sparse_dots_psf(
+            tuple(camera["size"]), camera["n_dots"], camera["blur_px"], camera["seed"], camera["channels"]
+        )
+    else:
+        from thincam.optics.capture import calibrate_capture_psf
+
+        root = Path(__file__).resolve().parents[1]
+        psf, _ = calibrate_capture_psf(
+            root / camera["path"],
+            bit_depth=camera["bit_depth"],
+            background=camera["background"],
+            hot_pixel_sigma=camera["hot_pixel_sigma"],
+            downsample=camera["downsample"],
+            size=tuple(camera["size"]),
+            center=camera["center"],
+        )
+    return torch.from_numpy(np.asarray(psf, dtype=np.float64)), entry["operator"]
+
+
+def test_configured_tsvd_makes_an_exact_null_projector():
+    """Known answer: the truncated-SVD A+ of the circular operator gives P = I - A+A with P^2 = P
+    (equivalently A+A P = 0: the residual changes no kept frequency) and P = P^T to float
+    precision, at the threshold config.yaml sets. A P r is not 0, since the dropped |H| are small,
+    not zero: it lies only in the dropped frequencies and ||A P r|| <= threshold ||P r||."""
+    psf, operator = _configured("faces_dots")
+    assert operator["pinv"]["kind"] == "tsvd" and operator["boundary"] == "circular"
+    threshold = operator["pinv"]["threshold"]
+    op = LenslessConvolution(psf, boundary="circular", pinv=operator["pinv"])
+    r = torch.rand(2, 3, *psf.shape[-2:], dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    p = op.null_project(r)
+    assert projector_error(op, r) < 1e-13
+    assert abs(float((p * (r - p)).sum())) < 1e-12 * float((r * r).sum())  # orthogonal: P r _|_ (I - P) r
+    kept = op.singular_values() > threshold  # unit-sum PSF: max |H| = 1
+    seen = torch.fft.rfft2(op.A(p))
+    assert float(seen[kept.expand_as(seen)].abs().max()) < 1e-12 * float(seen.abs().max())
+    assert float(torch.linalg.vector_norm(op.A(p))) <= threshold * float(torch.linalg.vector_norm(p))
+    leakage = null_leakage(op, r)
+    print(f"tsvd {threshold}: dropped {1 - float(kept.double().mean()):.3f} of the rfft grid, leakage {leakage:.3g}")
+    # Not trivially zero: the dropped frequencies carry part of r.
+    assert 0.2 < 1 - float(kept.double().mean()) < 0.9
+    assert float(torch.linalg.vector_norm(p) / torch.linalg.vector_norm(r)) > 0.05
+    # In float32 the same holds to float32 rounding.
+    op32 = LenslessConvolution(psf.float(), boundary="circular", pinv=operator["pinv"])
+    assert projector_error(op32, r.float()) < 1e-6
+
+
+def test_tsvd_of_a_band_limited_psf_has_no_leakage():
+    """Known answer: where the dropped singular values are exactly zero (a PSF band-limited to
+    |f| < 0.2 cycles/px), the tsvd P is the projector onto the true null space: A P = 0."""
+    spectrum = torch.fft.rfft2(torch.fft.ifftshift(_sparse_dots(), dim=(-2, -1)))
+    fy, fx = torch.fft.fftfreq(32)[:, None], torch.fft.rfftfreq(32)[None, :]
+    spectrum[:, torch.hypot(fy, fx) >= 0.2] = 0
+    psf = torch.fft.fftshift(torch.fft.irfft2(spectrum, s=(32, 32)), dim=(-2, -1))
+    op = LenslessConvolution(psf, boundary="circular", pinv={"kind": "tsvd", "threshold": 1e-6})
+    r = torch.rand(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert projector_error(op, r) < 1e-13 and null_leakage(op, r) < 1e-12
+
+
+def test_tikhonov_null_projection_is_not_a_projector():
+    """Known answer: with the Tikhonov A+ the circular P scales frequency k by lam / (|H_k|^2 + lam);
+    so P^2 - P = p (p - 1) != 0 and the measured frequencies leak through."""
+    psf, _ = _configured("faces_dots")
+    lam = 1e-2
+    op = LenslessConvolution(psf, boundary="circular", pinv={"kind": "tikhonov", "lam": lam})
+    r = torch.rand(1, 3, *psf.shape[-2:], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    eigen = lam / (op.H.abs() ** 2 + lam)
+    assert torch.allclose(torch.fft.rfft2(op.null_project(r)), torch.fft.rfft2(r) * eigen, atol=1e-12)
+    shape = psf.shape[-2:]
+    known = torch.linalg.vector_norm(torch.fft.irfft2(torch.fft.rfft2(r) * (eigen**2 - eigen), s=shape))
+    error = projector_error(op, r)
+    assert error == pytest.approx(float(known / torch.linalg.vector_norm(r)), rel=1e-9)
+    assert error > 1e-2 and null_leakage(op, r) > 1e-2
+    assert 0.0099 < float(eigen.min()) < 0.011 and float(eigen.max()) < 1.0
+
+
+# Bounds on the Tikhonov/CG null projection of the cropped linear operator at the configured
+# diffusercam_hand values (lam 1e-3, 30 CG steps; 300x400 DiffuserCam PSF; astronaut image).
+LINEAR_PROJECTOR_BOUND = 0.1  # measured 0.076
+LINEAR_LEAKAGE_BOUND = 0.02  # measured 0.010
+
+
+def test_configured_linear_null_projection_is_approximate():
+    """The cropped operator has no cheap SVD, so its A+ is CG-solved Tikhonov: P = I - A+A is only
+    approximately a projector. ||P^2 r - P r|| / ||r|| and ||A P r|| / ||A r|| are measured on a
+    natural image at the configured lam and iterations, and bounded."""
+    psf, operator = _configured("diffusercam_hand")
+    assert operator["boundary"] == "linear" and operator["pinv"]["kind"] == "tikhonov"
+    op = LenslessConvolution(psf, boundary="linear", pinv=operator["pinv"])
+    r = _image((1, 3, *psf.shape[-2:]))
+    measured = projector_error(op, r), null_leakage(op, r)
+    print("linear operator: projector error %.3g, leakage %.3g" % measured)
+    assert measured[0] < LINEAR_PROJECTOR_BOUND and measured[1] < LINEAR_LEAKAGE_BOUND
+
+
+def test_tsvd_needs_the_circular_operator():
+    tsvd = {"kind": "tsvd", "threshold": 0.1}
+    with pytest.raises(ValueError, match="tsvd.*diagonal in Fourier"):
+        LenslessConvolution(_psf(1, 8, 8), pinv=tsvd)
+    grid = _psf(1, 5, 5)[None, None].expand(2, 2, 1, 5, 5)
+    with pytest.raises(ValueError, match="tsvd.*product-convolution"):
+        ProductConvolution(grid, (8, 8), pinv=tsvd)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"kind": "wiener"}, "pinv.kind"),
+        ({"kind": "tsvd", "lam": 0.1}, "not \\['lam'\\]"),
+        ({"kind": "tsvd", "threshold": 1.5}, "0 < threshold < 1"),
+        ({"kind": "tikhonov"}, "lam >= 0"),
+    ],
+)
+def test_bad_pinv_spec_is_refused(spec, message):
+    with pytest.raises(ValueError, match=message):
+        PseudoInverse.from_config(spec)
+
+
+def test_operator_identity_and_check_same_operator():
+    """A student stores op.identity(); another PSF, geometry or A+ is refused naming both."""
+    psf = _sparse_dots()
+    tsvd = {"kind": "tsvd", "threshold": 0.1}
+    op = LenslessConvolution(psf, boundary="circular", pinv=tsvd)
+    stored = json.loads(json.dumps(op.identity()))  # as a checkpoint stores it
+    assert stored["pinv"] == tsvd and stored["boundary"] == "circular" and len(stored["psf_sha256"]) == 64
+    # The same camera in float32 is the same operator.
+    check_same_operator(stored, LenslessConvolution(psf.float(), boundary="circular", pinv=tsvd).identity(), "ckpt")
+    others = [
+        LenslessConvolution(psf, boundary="circular", pinv={"kind": "tsvd", "threshold": 0.05}),
+        LenslessConvolution(psf, boundary="circular", pinv=TIKHONOV),
+        LenslessConvolution(_sparse_dots(seed=1), boundary="circular", pinv=tsvd),
+    ]
+    for other in others:
+        with pytest.raises(BadInputError, match="student.pt: trained with operator .*0.1.* but given .*differ in"):
+            check_same_operator(stored, other.identity(), "student.pt")
+    grid = torch.stack([torch.stack([_psf(3, 7, 7, seed=3 * i + j) for j in range(2)]) for i in range(2)])
+    metalens = ProductConvolution(grid, (16, 16), pinv=TIKHONOV).identity()
+    assert metalens["kind"] == "metalens" and metalens["pinv"] == TIKHONOV

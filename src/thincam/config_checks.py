@@ -1,16 +1,25 @@
-"""Cross-field config checks that a JSON schema cannot express: references and input paths.
+"""Cross-field config checks that a JSON schema cannot express: references, input paths and
+combinations of keys that would silently do the wrong thing.
 
 Run by the Snakefile right after schema validation, so a bad config fails before any job.
+``coerce_numeric_strings`` runs before validation.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from thincam.registry import METHODS
+
+# Exponent notation ('1e-6', '3E5'): YAML 1.1 (PyYAML) reads it as text unless it has both a dot
+# and a signed exponent, although every YAML 1.2 reader and every user means a number.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
 
 class ConfigError(ValueError):
-    """The config names something that does not exist."""
+    """The config names something that does not exist, or combines keys that cannot work."""
 
 
 def _check_path(value, key: str, root: Path) -> None:
@@ -23,6 +32,50 @@ def _check_path(value, key: str, root: Path) -> None:
         raise ConfigError(f"config key {key}: input path {value!r} does not exist")
 
 
+def coerce_numeric_strings(config: Any) -> Any:
+    """A copy of ``config`` with exponent-notation strings ('1e-6') turned into numbers.
+
+    PyYAML reads ``mu1: 1e-6`` as the string '1e-6', which the schema then rejects; no thincam key
+    takes such text as a string. Integral values become int, so ``n_iter: 1e3`` counts; dict
+    keys (variant names like ``K1e-2``) are left alone.
+    """
+    if isinstance(config, Mapping):
+        return {key: coerce_numeric_strings(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [coerce_numeric_strings(value) for value in config]
+    if isinstance(config, str) and _EXPONENT_NUMBER.fullmatch(config.strip()):
+        number = float(config)
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    return config
+
+
+def _check_capture_background(camera: Mapping[str, Any], key: str) -> None:
+    """A dark frame is used only by ``background: dark``; with any other background it is ignored."""
+    background, dark_path = camera["background"], camera.get("dark_path")
+    if dark_path is not None and background != "dark":
+        raise ConfigError(
+            f"config keys {key}.dark_path and {key}.background: a dark frame is only subtracted "
+            f"with background 'dark', not {background!r}; set background: dark or dark_path: null"
+        )
+    if dark_path is None and background == "dark":
+        raise ConfigError(f"config key {key}.background: 'dark' needs {key}.dark_path")
+
+
+def _check_operator(name: str, dataset: Mapping[str, Any]) -> None:
+    """The truncated-SVD A+ exists in closed form only for the circular lensless operator."""
+    operators = {f"datasets.{name}.operator": dataset["operator"]}
+    override = (dataset.get("nsdd") or {}).get("operator")
+    if override:
+        operators[f"datasets.{name}.nsdd.operator"] = {**dataset["operator"], **override}
+    for key, operator in operators.items():
+        circular = operator["kind"] == "lensless" and operator.get("boundary", "linear") == "circular"
+        if operator["pinv"]["kind"] == "tsvd" and not circular:
+            raise ConfigError(
+                f"config key {key}.pinv.kind: 'tsvd' needs the lensless operator with boundary "
+                "'circular' (the only one whose SVD is known); use kind 'tikhonov'"
+            )
+
+
 def check_config(config: Mapping[str, Any], root: Path) -> None:
     """Raise ConfigError naming the key of the first dangling reference or missing input path."""
     cameras = config["cameras"]
@@ -30,6 +83,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
         if camera["kind"] == "capture":
             _check_path(camera["path"], f"cameras.{name}.path", root)
             _check_path(camera.get("dark_path"), f"cameras.{name}.dark_path", root)
+            _check_capture_background(camera, f"cameras.{name}")
     for name, dataset in config["datasets"].items():
         if dataset["camera"] not in cameras:
             raise ConfigError(
@@ -47,7 +101,13 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
                 f"config key datasets.{name}.operator.kind: {dataset['operator']['kind']!r} "
                 f"does not fit camera {dataset['camera']!r} of kind {kind!r}"
             )
+        _check_operator(name, dataset)
         methods = dataset.get("methods", {})
+        if methods and dataset["splits"]["test"] == 0:
+            raise ConfigError(
+                f"config key datasets.{name}.splits.test: 0 test images, but methods "
+                f"{sorted(methods)} are configured to reconstruct them"
+            )
         _check_choice_split(name, dataset, methods)
         _check_dmdiff(name, dataset, kind, methods, root)
         for method in dataset.get("sweeps", {}):
@@ -64,8 +124,6 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
 
 def _check_choice_split(name: str, dataset: Mapping[str, Any], methods) -> None:
     """Tables choose among a method's variants on val: several variants need val images."""
-    from thincam.registry import METHODS
-
     choices = [m for m, v in methods.items() if len(v) > 1 and not METHODS[m].every_variant_reported]
     if choices and dataset["splits"].get("val", 0) < 1:
         raise ConfigError(

@@ -43,6 +43,12 @@ def find_pairs(fmt: str, path: str) -> list[tuple[Path, Path | None]]:
     if not measurements:
         raise BadInputError(f"{measurement_dir}: no capture files")
     references = _files(reference_dir) if reference_dir else {}
+    if reference_dir is not None and not references:
+        # An empty or unreadable references/ folder would silently make a dataset without ground truth.
+        raise BadInputError(
+            f"{reference_dir}: reference folder holds no image ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+            "remove it for a dataset without ground truth"
+        )
     if references and set(references) != set(measurements):
         missing = sorted(set(measurements) ^ set(references))[:5]
         raise BadInputError(f"{root}: measurements and references do not pair up (e.g. {missing})")
@@ -50,14 +56,21 @@ def find_pairs(fmt: str, path: str) -> list[tuple[Path, Path | None]]:
 
 
 def prepare_capture(
-    path: Path, *, bit_depth, background: str, downsample: int, sensor_shape, channels: int
+    path: Path,
+    *,
+    bit_depth,
+    background: str,
+    downsample: int,
+    sensor_shape,
+    channels: int,
+    bit_depth_key: str = "bit_depth",
 ) -> np.ndarray:
     """Background-subtracted, area-downsampled, max-normalised capture [C,Hs,Ws]."""
     from skimage.measure import block_reduce
 
     from thincam.optics.capture import load_image
 
-    image = load_image(path, bit_depth=bit_depth)
+    image = load_image(path, bit_depth=bit_depth, bit_depth_key=bit_depth_key)
     if image.shape[0] == 1 and channels == 3:
         image = np.repeat(image, 3, axis=0)
     if background == "corner":

@@ -10,11 +10,17 @@ from thincam.errors import BadInputError
 from thincam.registry import SPLITS
 
 
-def split_indices(n_total: int, sizes: Mapping[str, int], seed: int) -> dict[str, np.ndarray]:
-    """Disjoint index sets per split from one seeded permutation, each sorted."""
+def split_indices(
+    n_total: int, sizes: Mapping[str, int], seed: int, key: str = "splits"
+) -> dict[str, np.ndarray]:
+    """Disjoint index sets per split from one seeded permutation, each sorted.
+
+    ``key`` is the config key of ``sizes`` (datasets.<name>.splits), named when they do not fit.
+    """
     wanted = sum(sizes.get(name, 0) for name in SPLITS)
     if wanted > n_total:
-        raise BadInputError(f"splits ask for {wanted} images but the source has {n_total}")
+        asked = ", ".join(f"{name} {sizes.get(name, 0)}" for name in SPLITS)
+        raise BadInputError(f"config key {key}: splits ask for {wanted} images ({asked}) but the source has {n_total}")
     order = np.random.default_rng(seed).permutation(n_total)
     result, start = {}, 0
     for name in SPLITS:

@@ -119,8 +119,11 @@ def _simulate(camera: Mapping[str, Any], size: tuple[int, int], where: str) -> d
     }
 
 
-def camera_psf(camera: Mapping[str, Any], where: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(datasets, attrs) of the PSF of ``camera`` (a config entry); ``where`` names it in errors."""
+def camera_psf(
+    camera: Mapping[str, Any], where: str, key: str = "camera"
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(datasets, attrs) of the PSF of ``camera`` (a config entry); ``where`` names it in errors,
+    ``key`` (cameras.<name>) in errors about a config value."""
     kind = camera.get("kind")
     if kind not in KIND_KEYS:
         raise BadInputError(f"{where}: unknown kind {kind!r} (expected one of {list(KIND_KEYS)})")
@@ -149,6 +152,7 @@ def camera_psf(camera: Mapping[str, Any], where: str) -> tuple[dict[str, np.ndar
             downsample=camera["downsample"],
             size=size,
             center=bool(camera["center"]),
+            bit_depth_key=f"{key}.bit_depth",
         )
         datasets = {"psf": _match_channels(psf, channels, where)}
         background = info["background"]

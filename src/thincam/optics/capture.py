@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from thincam.errors import BadInputError
+from thincam.optics.condition import MIN_SIGNAL_ENERGY, SIGNAL_SIGMAS, psf_energy_concentration
 
 _TIFF = {".tif", ".tiff"}
-_RASTER = {".png", ".jpg", ".jpeg"}
+_RASTER = {".png", ".jpg", ".jpeg", ".bmp"}
 _NPY = {".npy"}
 _INT_DEPTHS = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}
 BACKGROUNDS = ("corner", "dark", "none")
@@ -26,7 +27,7 @@ def _read_raw(path: Path) -> np.ndarray:
     ext = path.suffix.lower()
     if ext not in _TIFF | _RASTER | _NPY:
         raise BadInputError(
-            f"{path}: unknown image format {ext!r} (expected .tif, .tiff, .png, .jpg or .npy)"
+            f"{path}: unknown image format {ext!r} (expected .tif, .tiff, .png, .jpg, .bmp or .npy)"
         )
     if not path.is_file():
         raise BadInputError(f"{path}: file does not exist")
@@ -64,11 +65,15 @@ def _to_chw(raw: np.ndarray, path: Path) -> np.ndarray:
     )
 
 
-def load_image(path: str | os.PathLike, bit_depth: int | None = None) -> np.ndarray:
+def load_image(
+    path: str | os.PathLike, bit_depth: int | None = None, bit_depth_key: str = "bit_depth"
+) -> np.ndarray:
     """Read a capture as float32 [C,H,W] in [0,1], rejecting data that cannot be a sensor frame.
 
     Integers are scaled by 1/(2**bit_depth - 1); the bit depth is inferred from uint8/uint16 when
-    not given. Float data without a bit depth must already lie in [0,1].
+    not given. Float data without a bit depth must already lie in [0,1]. An integer file too narrow
+    for the declared depth (8-bit data read as 16-bit would come out 257x too dark) is refused,
+    naming ``bit_depth_key``, the config key the depth came from.
     """
     path = Path(path)
     raw = _read_raw(path)
@@ -97,6 +102,11 @@ def load_image(path: str | os.PathLike, bit_depth: int | None = None) -> np.ndar
         return data.astype(np.float32)
     if not isinstance(bit_depth, (int, np.integer)) or not 1 <= bit_depth <= 32:
         raise BadInputError(f"{path}: invalid bit depth {bit_depth!r}")
+    if raw.dtype.kind in "ui" and 8 * raw.dtype.itemsize < bit_depth:
+        raise BadInputError(
+            f"{path}: {8 * raw.dtype.itemsize}-bit file ({raw.dtype}) but config key "
+            f"{bit_depth_key} says {bit_depth}-bit; set it to {8 * raw.dtype.itemsize} or null"
+        )
     full_scale = 2.0 ** int(bit_depth) - 1
     if hi > full_scale:
         raise BadInputError(f"{path}: bit depth {bit_depth} disagrees with data max {hi:g}")
@@ -219,13 +229,16 @@ def calibrate_capture_psf(
     downsample: int = 1,
     size: tuple[int, int] | None = None,
     center: bool = True,
+    bit_depth_key: str = "bit_depth",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Captured point-source frame -> float32 [C,H,W] PSF with each channel summing to 1.
 
-    Order: dark subtraction, hot pixels, corner background, clip, area downsampling, crop, unit
-    sum. Hot pixels go before the corner estimate so a defect in a corner window (the DiffuserCam
-    sample has one at (0,0)) cannot bias the background; the Hampel test is offset-invariant, so
-    this equals subtracting first. With a dark frame the defects it shares are subtracted first.
+    Order: dark subtraction, hot pixels, corner background, energy check, clip, area downsampling,
+    crop, unit sum. Hot pixels go before the corner estimate so a defect in a corner window (the
+    DiffuserCam sample has one at (0,0)) cannot bias the background; the Hampel test is
+    offset-invariant, so this equals subtracting first. With a dark frame the defects it shares are
+    subtracted first. A frame whose energy is not concentrated above the noise
+    (``optics.condition.psf_energy_concentration``) is refused: it holds no PSF.
     """
     path = Path(path)
     if background not in BACKGROUNDS:
@@ -233,13 +246,13 @@ def calibrate_capture_psf(
     if int(downsample) != downsample or downsample < 1:
         raise BadInputError(f"{path}: downsample must be a positive integer, got {downsample!r}")
     downsample = int(downsample)
-    image = load_image(path, bit_depth).astype(np.float64)
+    image = load_image(path, bit_depth, bit_depth_key).astype(np.float64)
     info: dict[str, Any] = {"source": str(path), "raw_shape": list(image.shape)}
 
     if background == "dark":
         if dark_path is None:
             raise BadInputError(f"{path}: background 'dark' needs a dark_path")
-        dark = load_image(dark_path, bit_depth).astype(np.float64)
+        dark = load_image(dark_path, bit_depth, bit_depth_key).astype(np.float64)
         if dark.shape[1:] != image.shape[1:] or dark.shape[0] not in (1, image.shape[0]):
             raise BadInputError(
                 f"{dark_path}: dark frame shape {dark.shape} does not match capture {path} "
@@ -276,6 +289,14 @@ def calibrate_capture_psf(
         raise BadInputError(
             f"{path}: no PSF signal above the background (sum {signal.tolist()} <= 0 after "
             f"{background} background subtraction)"
+        )
+    concentration = psf_energy_concentration(image)
+    info["energy_concentration"] = concentration
+    if min(concentration) < MIN_SIGNAL_ENERGY:
+        raise BadInputError(
+            f"{path}: no PSF in this frame: only {min(concentration):.1%} of the energy above the "
+            f"{background} background lies in pixels more than {SIGNAL_SIGMAS:g} noise sigmas above "
+            f"it (a PSF puts at least {MIN_SIGNAL_ENERGY:.0%} there); it looks like sensor noise"
         )
     image = np.clip(image, 0.0, None)
     image = area_downsample(image, downsample)

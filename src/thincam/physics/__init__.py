@@ -12,7 +12,7 @@ def build_operator(psf: np.ndarray, operator: Mapping[str, Any], device: str = "
 
     ``psf`` is ``psf`` [C,H,W] for kind "lensless" and ``psf_grid`` [gy,gx,C,h,w] for kind
     "metalens"; ``operator`` is the dict stored in the dataset's attrs: kind, scene_shape,
-    sensor_shape, boundary, pinv_lam, pinv_iters.
+    sensor_shape, boundary, and ``pinv`` (see ``operators.PseudoInverse``).
     """
     import torch
 
@@ -25,15 +25,13 @@ def build_operator(psf: np.ndarray, operator: Mapping[str, Any], device: str = "
             scene_shape=tuple(operator["scene_shape"]),
             sensor_shape=tuple(operator["sensor_shape"]),
             boundary=operator.get("boundary", "linear"),
-            pinv_lam=operator["pinv_lam"],
-            pinv_iters=operator.get("pinv_iters", 50),
+            pinv=operator["pinv"],
         )
     elif kind == "metalens":
         physics = ProductConvolution(
             torch.from_numpy(np.asarray(psf)),
             image_shape=tuple(operator["scene_shape"]),
-            pinv_lam=operator["pinv_lam"],
-            pinv_iters=operator.get("pinv_iters", 50),
+            pinv=operator["pinv"],
         )
     else:
         raise ValueError(f"operator kind must be 'lensless' or 'metalens', got {kind!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from thincam.data.h5io import atomic_write_h5
@@ -10,6 +11,8 @@ from thincam.optics.calibrate import camera_psf
 
 
 def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike) -> None:
-    """Calibrate or simulate the PSF of ``camera`` and write it atomically to ``out_path``."""
-    datasets, attrs = camera_psf(camera, where=f"camera for {out_path}")
+    """Calibrate or simulate the PSF of ``camera`` and write it atomically to ``out_path``
+    (results/psf/{camera}.h5, so its stem is the camera's name in config keys)."""
+    key = f"cameras.{Path(out_path).stem}"
+    datasets, attrs = camera_psf(camera, where=f"camera for {out_path}", key=key)
     atomic_write_h5(out_path, datasets, attrs, contract="psf")

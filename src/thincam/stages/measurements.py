@@ -39,7 +39,9 @@ def simulate_measurements(
     spec = operator_spec(dataset["operator"], psf_shape, image_shape)
     physics = load_operator(psf_path, spec)
     noise = dict(dataset["noise"])
-    splits = split_indices(len(images), dataset["splits"], stable_seed(seed, name, "splits"))
+    splits = split_indices(
+        len(images), dataset["splits"], stable_seed(seed, name, "splits"), key=f"datasets.{name}.splits"
+    )
     for split in SPLITS:
         index = splits[split]
         generator = torch.Generator().manual_seed(stable_seed(seed, name, split, "noise"))
@@ -89,6 +91,7 @@ def ingest_captures(
             downsample=captures.get("downsample", 1),
             sensor_shape=spec["sensor_shape"],
             channels=psf_arrays["psf"].shape[0],
+            bit_depth_key=f"datasets.{name}.captures.bit_depth",
         )
         check_finite(capture, str(measurement))
         y.append(capture)
@@ -99,7 +102,7 @@ def ingest_captures(
     y_all = np.stack(y)
     x_all = np.stack(x) if x else None
     sizes = dataset["splits"]
-    splits = split_indices(len(y_all), sizes, stable_seed(seed, name, "splits"))
+    splits = split_indices(len(y_all), sizes, stable_seed(seed, name, "splits"), key=f"datasets.{name}.splits")
     for split in SPLITS:
         index = splits[split]
         arrays = {"y": y_all[index], "index": index}

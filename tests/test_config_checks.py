@@ -1,0 +1,98 @@
+"""Cross-field config checks, called directly (no Snakemake): each bad combination names its keys."""
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from thincam.config_checks import ConfigError, check_config, coerce_numeric_strings
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+SCHEMA = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+
+
+def _config():
+    return copy.deepcopy(DEFAULT)
+
+
+def test_default_config_passes():
+    check_config(_config(), root=REPO)
+
+
+def _no_test_images(config):
+    config["datasets"]["faces_dots"]["splits"]["test"] = 0
+
+
+def _dark_frame_with_corner_background(config):
+    config["cameras"]["diffusercam"]["dark_path"] = "tests/data/diffusercam/hand_ds4.tif"
+
+
+def _dark_background_without_frame(config):
+    config["cameras"]["diffusercam"]["background"] = "dark"
+
+
+def _tsvd_on_the_linear_operator(config):
+    config["datasets"]["diffusercam_hand"]["operator"]["pinv"] = {"kind": "tsvd", "threshold": 0.01}
+
+
+def _tsvd_on_the_metalens(config):
+    config["datasets"]["natural_metalens"]["operator"]["pinv"] = {"kind": "tsvd", "threshold": 0.01}
+
+
+def _tsvd_override_on_a_linear_teacher(config):
+    faces = config["datasets"]["faces_dots"]
+    faces["operator"] = {"kind": "lensless", "boundary": "linear", "pinv": {"kind": "tikhonov", "lam": 0.01}}
+    faces["nsdd"]["operator"] = {"pinv": {"kind": "tsvd", "threshold": 0.1}}
+
+
+@pytest.mark.parametrize(
+    "breaks, message",
+    [
+        (_no_test_images, "config key datasets.faces_dots.splits.test: 0 test images, but methods"),
+        (
+            _dark_frame_with_corner_background,
+            "config keys cameras.diffusercam.dark_path and cameras.diffusercam.background",
+        ),
+        (_dark_background_without_frame, "cameras.diffusercam.background: 'dark' needs cameras.diffusercam.dark_path"),
+        (_tsvd_on_the_linear_operator, "datasets.diffusercam_hand.operator.pinv.kind: 'tsvd' needs"),
+        (_tsvd_on_the_metalens, "datasets.natural_metalens.operator.pinv.kind: 'tsvd' needs"),
+        (_tsvd_override_on_a_linear_teacher, "datasets.faces_dots.nsdd.operator.pinv.kind"),
+    ],
+)
+def test_bad_combinations_name_their_keys(breaks, message):
+    config = _config()
+    breaks(config)
+    jsonschema.validate(config, SCHEMA)  # each is schema-valid: only the cross-field check sees it
+    with pytest.raises(ConfigError) as err:
+        check_config(config, root=REPO)
+    assert message in str(err.value)
+
+
+def test_dark_frame_with_dark_background_passes():
+    config = _config()
+    config["cameras"]["diffusercam"].update(dark_path="tests/data/diffusercam/hand_ds4.tif", background="dark")
+    check_config(config, root=REPO)
+
+
+def test_exponent_strings_become_numbers_before_validation():
+    """PyYAML reads `mu1: 1e-6` as text, which the schema refuses; coerced, it validates."""
+    text = (REPO / "config.yaml").read_text().replace("mu1: 1.0e-6", "mu1: 1e-6").replace("n_iter: 300", "n_iter: 3e2")
+    config = yaml.safe_load(text)
+    params = config["datasets"]["diffusercam_hand"]["methods"]["admm"]["it300"]
+    assert params["mu1"] == "1e-6" and params["n_iter"] == "3e2"
+    with pytest.raises(jsonschema.ValidationError, match="'(1e-6|3e2)' is not of type"):
+        jsonschema.validate(config, SCHEMA)
+    coerced = coerce_numeric_strings(config)
+    jsonschema.validate(coerced, SCHEMA)
+    fixed = coerced["datasets"]["diffusercam_hand"]["methods"]["admm"]["it300"]
+    assert fixed["mu1"] == 1e-6 and isinstance(fixed["mu1"], float)
+    assert fixed["n_iter"] == 300 and isinstance(fixed["n_iter"], int)
+    # Keys, names and other text stay as written; the input is not modified.
+    assert "K1e-2" in coerced["datasets"]["faces_dots"]["methods"]["wiener"]
+    assert coerced["figures"] == config["figures"] and params["mu1"] == "1e-6"
+    assert coerce_numeric_strings({"a": ["3.5E+2", "-.5e-1", "e5", "1e", "1.5", "x1e5"]}) == {
+        "a": [350, -0.05, "e5", "1e", "1.5", "x1e5"]
+    }
