@@ -1,10 +1,69 @@
-"""Route a job's stderr (tqdm progress, warnings, tracebacks) into its log file."""
+"""Route a job's stderr (progress, warnings, tracebacks) into its log file, and progress that reads
+well there."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import sys
+from collections.abc import Iterable
+
+from tqdm import tqdm
+
+# A job log gets a progress line this often: enough to see a job move, few enough to read.
+LOG_INTERVAL_S = 10.0
+
+
+# No bar: in a file, the numbers are what one reads.
+_LOG_FORMAT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+
+
+class _LineProgress(tqdm):
+    """tqdm writing one whole line per update: a '\\r'-redrawn bar turns a log file into one
+    unreadable line. Prints at the start, every ``mininterval`` seconds, and the final state."""
+
+    def display(self, msg=None, pos=None):
+        if msg is None:  # tqdm passes msg='' only to erase a bar; a log keeps its lines
+            self.fp.write(self.__str__() + "\n")
+            self.fp.flush()
+        return True
+
+    def close(self):
+        if self.disable:
+            return
+        if self.n != self.last_print_n:
+            self._ema_dt = lambda: None  # the final line reports the overall rate
+            self.refresh()
+        self.disable = True
+        self._decr_instances(self)
+
+
+def progress(
+    iterable: Iterable | None = None,
+    desc: str = "",
+    total: int | None = None,
+    *,
+    initial: int = 0,
+    disable: bool = False,
+    interval_s: float | None = None,
+) -> tqdm:
+    """A progress bar on a terminal; one line per ``interval_s`` (default :data:`LOG_INTERVAL_S`)
+    when stderr is a file, as in a job under :func:`log_to`. Iterate it, or ``update`` it by hand."""
+    stream = sys.stderr
+    sized = total is not None or hasattr(iterable, "__len__")
+    if stream.isatty():
+        return tqdm(iterable, desc=desc, total=total, initial=initial, disable=disable, file=stream)
+    return _LineProgress(
+        iterable,
+        desc=desc,
+        total=total,
+        initial=initial,
+        disable=disable,
+        file=stream,
+        mininterval=LOG_INTERVAL_S if interval_s is None else interval_s,
+        miniters=1,  # time decides, not tqdm's guess of iterations per interval
+        bar_format=_LOG_FORMAT if sized else None,  # a count alone when the length is unknown
+    )
 
 
 @contextlib.contextmanager

@@ -92,7 +92,7 @@ def train_prior(
     """
     import torch
     from diffusers import DDPMScheduler
-    from tqdm import tqdm
+    from thincam.logs import progress
 
     cfg = prior_config(cfg)
     images = np.asarray(images, dtype=np.float32)
@@ -120,7 +120,7 @@ def train_prior(
     alphas_cumprod = scheduler.alphas_cumprod.to(device)
     losses = []
     unet.train()
-    for step in tqdm(range(cfg["steps"]), desc="train prior", mininterval=5):
+    for step in progress(range(cfg["steps"]), "train prior"):
         batch = data[torch.randint(len(data), (cfg["batch_size"],), generator=generator).to(device)]
         flip = (torch.rand(len(batch), generator=generator) < 0.5).to(device)
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)

@@ -39,8 +39,8 @@ import math
 
 import torch
 from torch.nn.functional import softshrink
-from tqdm import tqdm
 
+from thincam import logs
 from thincam.physics.operators import LenslessConvolution
 
 
@@ -154,7 +154,7 @@ def admm_tv(
     xi_s, rho_s = torch.zeros_like(v), torch.zeros_like(v)
     eta_rows, eta_cols = torch.zeros_like(v), torch.zeros_like(v)
     grad_rows, grad_cols = torch.zeros_like(v), torch.zeros_like(v)
-    for _ in tqdm(range(n_iter), desc="admm", disable=not progress):
+    for _ in logs.progress(range(n_iter), "admm", disable=not progress):
         # U-update; g = U - eta_s is all the v-update and the eta dual need from U.
         g_rows = softshrink(grad_rows.add_(eta_rows), tau / mu2).sub_(eta_rows)
         g_cols = softshrink(grad_cols.add_(eta_cols), tau / mu2).sub_(eta_cols)

@@ -173,7 +173,7 @@ def ddnm_plus(
     result of an image does not depend on its batch). ``x_T`` fixes the starting noise (see
     ``initial_noise``). ``dtype`` (float16/bfloat16) runs the UNet under autocast.
     """
-    from tqdm import tqdm
+    from thincam import logs
 
     if form not in ("scalar", "svd"):
         raise ValueError(f"form must be 'scalar' or 'svd', got {form!r}")
@@ -199,7 +199,7 @@ def ddnm_plus(
     x = randn(shape, generator, device) if x_T is None else x_T.to(device=device, dtype=torch.float32)
     x0hat = None
     visited = travel_schedule(steps, travel_length, travel_repeats)
-    for i, j in tqdm(list(itertools.pairwise(visited)), desc="DDNM+", disable=not progress):
+    for i, j in logs.progress(list(itertools.pairwise(visited)), "DDNM+", disable=not progress):
         if j > i:  # time travel: re-noise the latest clean estimate to the later timestep
             x = abar(j) ** 0.5 * x0hat + (1 - abar(j)) ** 0.5 * randn(shape, generator, device)
             continue

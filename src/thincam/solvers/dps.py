@@ -35,7 +35,7 @@ def dps(
     eta = 1 is the ancestral (DDPM) sampler on the skipped schedule, eta = 0 deterministic DDIM.
     The residual is measured on the [0, 1] scale of y.
     """
-    from tqdm import tqdm
+    from thincam import logs
 
     if zeta_mode not in ("constant", "normalized"):
         raise ValueError(f"zeta_mode must be 'constant' or 'normalized', got {zeta_mode!r}")
@@ -48,7 +48,7 @@ def dps(
     y_pm = measurement_pm(physics, y, scene_shape)
     x = randn(shape, generator, device) if x_T is None else x_T.to(device=device, dtype=torch.float32)
     dims = tuple(range(1, y.ndim))
-    for k in tqdm(range(steps - 1, -1, -1), desc="DPS", disable=not progress):
+    for k in logs.progress(range(steps - 1, -1, -1), "DPS", disable=not progress):
         abar_t = float(alphas_cumprod[timesteps[k]])
         abar_prev = final_abar if k == 0 else float(alphas_cumprod[timesteps[k - 1]])
         x = x.detach().requires_grad_(True)

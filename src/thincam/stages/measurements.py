@@ -26,7 +26,7 @@ def simulate_measurements(
 ) -> None:
     """Write one HDF5 file per split: ``x`` clean, ``y`` = noisy quantised A x, ``index``."""
     import torch
-    from tqdm import tqdm
+    from thincam.logs import progress
 
     from thincam.data.sources import load_source
     from thincam.physics.noise import sensor_noise
@@ -46,7 +46,7 @@ def simulate_measurements(
         index = splits[split]
         generator = torch.Generator().manual_seed(stable_seed(seed, name, split, "noise"))
         measurements = []
-        for start in tqdm(range(0, len(index), batch_size), desc=f"simulate {name}/{split}"):
+        for start in progress(range(0, len(index), batch_size), f"simulate {name}/{split}"):
             x = torch.from_numpy(images[index[start : start + batch_size]])
             with torch.no_grad():
                 clean = physics.A(x)

@@ -59,7 +59,7 @@ def ddnm_targets(
     comes from the data).
     """
     import torch
-    from tqdm import tqdm
+    from thincam.logs import progress
 
     if not 0 <= shard < n_shards:
         raise BadInputError(f"shard {shard} is not in 0..{n_shards - 1}")
@@ -78,7 +78,7 @@ def ddnm_targets(
     y_mine, index_mine = y_all[mine], index_all[mine]
     scene = (y_all.shape[1], *spec["scene_shape"])
     anchors, targets = [], []
-    for start in tqdm(range(0, len(y_mine), batch_size), desc=f"targets {dataset} shard {shard}"):
+    for start in progress(range(0, len(y_mine), batch_size), f"targets {dataset} shard {shard}"):
         y = torch.from_numpy(y_mine[start : start + batch_size]).to(device)
         seeds = [image_seed(base_seed, dataset, i) for i in index_mine[start : start + batch_size]]
         with torch.no_grad():
@@ -197,13 +197,13 @@ def _resume(path: Path, run: _Run) -> None:
 def _train(run: _Run, seed: int, device: str, checkpoint: Path) -> None:
     """Epochs over the shards in seeded order until ``steps``, checkpointing every few steps."""
     import torch
-    from tqdm import tqdm
+    from thincam.logs import progress
 
     cfg = run.cfg
     steps, batch_size = int(cfg["steps"]), int(cfg["batch_size"])
     epoch, shard_pos, batch_pos = run.position
     run.student.train()
-    bar = tqdm(total=steps, initial=run.step, desc="distill_nsdd", mininterval=2.0)
+    bar = progress(desc="distill_nsdd", total=steps, initial=run.step)
     while run.step < steps:
         step_at_epoch_start, whole_epoch = run.step, shard_pos == 0 and batch_pos == 0
         order = distill.epoch_order(seed, epoch, n=len(run.shard_paths))

@@ -54,7 +54,7 @@ def reconstruct(
     images beyond ``n_images`` are not timed and hold NaN.
     """
     import torch
-    from tqdm import tqdm
+    from thincam.logs import progress
 
     arrays, attrs = read_h5(data_path, names=["y", "index"], contract="dataset")
     if attrs["dataset"] != dataset:
@@ -72,7 +72,7 @@ def reconstruct(
     y_all, index = arrays["y"], arrays["index"]
     outputs = []
     with grad_mode():
-        for start in tqdm(range(0, len(y_all), batch_size), desc=f"{method}/{variant}"):
+        for start in progress(range(0, len(y_all), batch_size), f"{method}/{variant}"):
             y = torch.from_numpy(y_all[start : start + batch_size]).to(device)
             outputs.append(solve(y, index[start : start + batch_size]).detach().float().cpu().numpy())
     xhat = np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)

@@ -151,13 +151,13 @@ def _train_vae(vae, x_all, cfg: dict, gen) -> list[float]:
     """Reconstruction + a small KL term: the latent space every later phase works in."""
     import torch
     import torch.nn.functional as F
-    from tqdm import tqdm
+    from thincam.logs import progress
 
     batch = int(cfg["batch_size"])
     vae.train().requires_grad_(True)
     opt = torch.optim.Adam(vae.parameters(), lr=float(cfg["lr"]))
     losses = []
-    for _ in tqdm(range(int(cfg["vae_steps"])), desc="dmdiff base: vae", mininterval=5):
+    for _ in progress(range(int(cfg["vae_steps"])), "dmdiff base: vae"):
         x = x_all[torch.randint(len(x_all), (batch,), generator=gen)]
         flip = torch.rand(batch, 1, 1, 1, generator=gen) < 0.5  # cheap augmentation
         x = torch.where(flip, x.flip(-1), x)
@@ -190,7 +190,7 @@ def _train_unet(base: BaseComponents, x_all, latents, cfg: dict, gen) -> list[fl
     what a random prompt describes: prompts that mean something, and a denoising prior."""
     import torch
     import torch.nn.functional as F
-    from tqdm import tqdm
+    from thincam.logs import progress
 
     vae, scaling = base.vae, base.vae.config.scaling_factor
     batch = int(cfg["batch_size"])
@@ -200,7 +200,7 @@ def _train_unet(base: BaseComponents, x_all, latents, cfg: dict, gen) -> list[fl
     opt = torch.optim.Adam(unet.parameters(), lr=float(cfg["lr"]))
     batch_rows = torch.arange(batch)
     losses = []
-    for _ in tqdm(range(int(cfg["unet_steps"])), desc="dmdiff base: unet", mininterval=5):
+    for _ in progress(range(int(cfg["unet_steps"])), "dmdiff base: unet"):
         idx = torch.randint(len(latents), (batch,), generator=gen)
         sigma = torch.rand(batch, 1, 1, 1, generator=gen) * float(cfg["unet_noise_max"])
         z = latents[idx]

@@ -247,7 +247,7 @@ def _train_loop(model, pools: dict, cfg: dict, seed: int, perceptual):
     Returns the (step, path, loss, l2, lpips) rows, the steps per path and the seconds taken.
     """
     import torch
-    from tqdm import tqdm
+    from thincam.logs import progress
 
     from thincam.models.dmdiff.model import PATHS
 
@@ -257,7 +257,7 @@ def _train_loop(model, pools: dict, cfg: dict, seed: int, perceptual):
     batch, lpips_weight = int(cfg["batch_size"]), float(cfg["lpips_weight"])
     rows, counts = [], dict.fromkeys(PATHS, 0)
     start = time.perf_counter()
-    for step in tqdm(range(int(cfg["steps"])), desc="dmdiff train", mininterval=5):
+    for step in progress(range(int(cfg["steps"])), "dmdiff train"):
         path = PATHS[int(torch.multinomial(probs, 1, generator=gen))]
         inputs, dmap, target, pool = pools[path]
         idx = torch.randint(pool, (batch,), generator=gen).to(model.device)
