@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from thincam.data import sources
 from thincam.data.h5io import atomic_write_h5, read_h5
 from thincam.data.ingest import find_pairs
 from thincam.data.sources import lfw_faces, rgb_crops
@@ -31,6 +32,32 @@ def test_sources_shapes_and_range():
     assert crops.shape == (10, 3, 16, 16)
     assert np.array_equal(crops, rgb_crops((16, 16), n_images=10, seed=0))
     assert not np.array_equal(crops, rgb_crops((16, 16), n_images=10, seed=1))
+
+
+def test_rgb_crops_have_light_and_texture():
+    """The metalens test scenes: no near-black or flat crop (a star field, the sky), by the
+    luminance mean and RMS gradient each crop has, measured here independently."""
+    crops = rgb_crops((32, 32), n_images=200, seed=0)
+    luminance = np.einsum("c,nchw->nhw", [0.299, 0.587, 0.114], crops.astype(np.float64))
+    mean = luminance.mean(axis=(1, 2))
+    gradient = np.sqrt(
+        (np.diff(luminance, axis=2) ** 2).mean(axis=(1, 2))
+        + (np.diff(luminance, axis=1) ** 2).mean(axis=(1, 2))
+    )
+    assert mean.min() >= sources.MIN_CROP_LUMINANCE - 1e-4
+    assert gradient.min() >= sources.MIN_CROP_GRADIENT - 1e-4
+    assert len({crop.tobytes() for crop in crops}) == 200  # drawn, not the same few positions
+    assert np.array_equal(crops, rgb_crops((32, 32), n_images=200, seed=0))
+
+
+def test_textured_corners_reject_dark_and_flat_windows():
+    scene = np.full((40, 60), 0.05)  # dark everywhere but a textured square at rows 10-29, cols 30-49
+    scene[10:30, 30:50] = 0.5 + 0.3 * (np.indices((20, 20)).sum(0) % 2)
+    corners = {tuple(c) for c in sources.textured_corners(scene, (16, 16))}
+    assert (12, 32) in corners  # inside the square
+    assert all(10 - 16 < top < 30 and 30 - 16 < left < 50 for top, left in corners)
+    assert (0, 0) not in corners and (20, 0) not in corners
+    assert len(sources.textured_corners(np.full((40, 60), 0.5), (16, 16))) == 0  # flat
 
 
 def test_splits_disjoint_seeded_and_bounded():

@@ -11,17 +11,14 @@ from thincam.errors import BadInputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
 
-# Colour photographs that scikit-image ships inside the package (no download needed).
-SKIMAGE_RGB_PHOTOS = (
-    "astronaut",
-    "chelsea",
-    "coffee",
-    "rocket",
-    "immunohistochemistry",
-    "hubble_deep_field",
-    "retina",
-    "cat",
-)
+# Colour photographs of scenes that scikit-image ships inside the package (no download needed).
+# Not hubble_deep_field: a star field is near-black everywhere and shows nothing of a restoration.
+SKIMAGE_RGB_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle")
+# A crop is kept only with this much light and texture (Rec. 601 luminance in [0,1]; RMS of its
+# pixel-to-pixel differences): flat sky and dark corners test no restoration.
+MIN_CROP_LUMINANCE = 0.15
+MIN_CROP_GRADIENT = 0.04
+LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -39,27 +36,64 @@ def lfw_faces(shape: tuple[int, int]) -> np.ndarray:
     return np.repeat(faces, 3, axis=1).clip(0, 1).astype(np.float32)
 
 
-def rgb_crops(shape: tuple[int, int], n_images: int, seed: int, short_side: int = 96) -> np.ndarray:
-    """Random crops of scikit-image's colour photos, each photo first shrunk to ``short_side``.
-
-    Shrinking first makes a 32 px crop hold an object part rather than a flat texture.
-    """
+def _skimage_photo(name: str) -> np.ndarray:
     import skimage.data
 
+    if name == "motorcycle":
+        return skimage.data.stereo_motorcycle()[0]  # the left view; the right one is near-identical
+    return getattr(skimage.data, name)()
+
+
+def _window_means(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Mean of ``values`` [H,W] over every ``shape`` window, indexed by its top-left corner."""
+    summed = np.pad(values, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    h, w = shape
+    total = summed[h:, w:] - summed[:-h, w:] - summed[h:, :-w] + summed[:-h, :-w]
+    return total / (h * w)
+
+
+def textured_corners(luminance: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Top-left corners [K,2] of the ``shape`` crops of ``luminance`` [H,W] that have
+    :data:`MIN_CROP_LUMINANCE` mean and :data:`MIN_CROP_GRADIENT` RMS gradient."""
+    h, w = shape
+    dx2 = np.diff(luminance, axis=1) ** 2
+    dy2 = np.diff(luminance, axis=0) ** 2
+    gradient = np.sqrt(
+        _window_means(dx2, (h, w - 1))[:, : luminance.shape[1] - w + 1]
+        + _window_means(dy2, (h - 1, w))[: luminance.shape[0] - h + 1]
+    )
+    mean = _window_means(luminance, shape)
+    return np.argwhere((mean >= MIN_CROP_LUMINANCE) & (gradient >= MIN_CROP_GRADIENT))
+
+
+def rgb_crops(shape: tuple[int, int], n_images: int, seed: int, short_side: int = 96) -> np.ndarray:
+    """Random textured crops of scikit-image's colour photos, each photo first shrunk to ``short_side``.
+
+    Shrinking first makes a crop hold an object part rather than a flat texture. Crops are drawn
+    without replacement among the positions :func:`textured_corners` allows: none dark or flat.
+    """
     from skimage.transform import rescale
 
     rng = np.random.default_rng(seed)
-    photos = []
+    photos, corners = [], []
     for name in SKIMAGE_RGB_PHOTOS:
-        photo = getattr(skimage.data, name)().astype(np.float32) / 255.0
+        photo = _skimage_photo(name).astype(np.float32) / 255.0
         scale = max(short_side / min(photo.shape[:2]), max(shape) / min(photo.shape[:2]))
-        photos.append(np.moveaxis(rescale(photo, scale, channel_axis=-1, anti_aliasing=True), -1, 0))
+        photo = np.moveaxis(rescale(photo, scale, channel_axis=-1, anti_aliasing=True), -1, 0)
+        allowed = textured_corners(np.tensordot(LUMA, photo.clip(0, 1), axes=1), shape)
+        if len(allowed) == 0:
+            raise BadInputError(f"skimage photo {name!r}: no {shape} crop has light and texture")
+        photos.append(photo)
+        corners.append(allowed)
+    # Photos take turns; each photo's crops are distinct positions.
+    counts = [len(range(p, n_images, len(photos))) for p in range(len(photos))]
+    if any(count > len(allowed) for count, allowed in zip(counts, corners)):
+        raise BadInputError(f"{n_images} crops of {shape} exceed the textured positions of the photos")
+    draws = [iter(rng.choice(allowed, size=count, replace=False)) for count, allowed in zip(counts, corners)]
     crops = []
     for k in range(n_images):
-        photo = photos[k % len(photos)]
-        top = rng.integers(0, photo.shape[1] - shape[0] + 1)
-        left = rng.integers(0, photo.shape[2] - shape[1] + 1)
-        crops.append(photo[:, top : top + shape[0], left : left + shape[1]])
+        top, left = next(draws[k % len(photos)])
+        crops.append(photos[k % len(photos)][:, top : top + shape[0], left : left + shape[1]])
     return np.stack(crops).clip(0, 1).astype(np.float32)
 
 
