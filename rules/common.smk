@@ -251,3 +251,36 @@ def paper_tables():
         for kind, dataset in config.get("tables", {}).items()
         if dataset is not None
     }
+
+
+def figure_table(dataset):
+    """The paper table whose variant choices a dataset's figures show, or None (as a table would)."""
+    for kind in ("nsdd_main", "dmdiff_main"):
+        if config.get("tables", {}).get(kind) == dataset:
+            return f"results/tables/{kind}.csv"
+    return None
+
+
+def alpha_variants(dataset):
+    """The DMDiff variants that set the decoder mix: the alpha figure's, not the grid's."""
+    methods = config["datasets"][dataset].get("methods", {})
+    return [v for v, params in methods.get("dmdiff", {}).items() if "alpha" in params]
+
+
+def figure_inputs(wildcards):
+    """metrics.csv and, when one covers the dataset, the paper table that chose its variants."""
+    table = figure_table(wildcards.dataset)
+    return {"metrics": "results/tables/metrics.csv"} | (
+        {"table": table} if table else {}
+    )
+
+
+def reported_runs(dataset, kind):
+    """The recon files (kind 'recon') or per-image metric CSVs ('metrics') of a dataset's
+    reported split."""
+    ext = "h5" if kind == "recon" else "csv"
+    return [
+        f"results/{kind}/{d}/{s}/{m}/{v}.{ext}"
+        for d, s, m, v in recon_targets()
+        if d == dataset and s == REPORT_SPLIT
+    ]

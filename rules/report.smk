@@ -37,9 +37,9 @@ rule aggregate:
 
 
 rule quality_vs_time:
-    """Best available perceptual metric against median latency (NSDD Fig. 1 right)."""
+    """Best available perceptual metric against median latency (NSDD Fig. 1)."""
     input:
-        "results/tables/metrics.csv",
+        unpack(figure_inputs),
     output:
         png=report(
             "results/figures/quality_vs_time_{dataset}.png",
@@ -86,14 +86,12 @@ rule sweep:
 
 
 rule qualitative:
-    """Measurement, every method, reference for a few test images (NSDD Fig. 5)."""
+    """Measurement, each method's chosen variant, reference for a few test images (NSDD Fig. 5)."""
     input:
-        data="results/data/{dataset}/test.h5",
-        recons=lambda w: [
-            f"results/recon/{d}/{s}/{m}/{v}.h5"
-            for d, s, m, v in recon_targets()
-            if d == w.dataset and s == REPORT_SPLIT
-        ],
+        unpack(figure_inputs),
+        data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
+        recons=lambda w: reported_runs(w.dataset, "recon"),
+        per_image=lambda w: reported_runs(w.dataset, "metrics"),
     output:
         png=report(
             "results/figures/qualitative_{dataset}.png",
@@ -110,6 +108,7 @@ rule qualitative:
         CPU_ENV
     params:
         n_images=config["figures"].get("qualitative_images", 4),
+        skip=lambda w: [("dmdiff", v) for v in alpha_variants(w.dataset)],
         code=code("report:qualitative"),
     script:
         "../workflow_scripts/qualitative.py"
@@ -142,9 +141,14 @@ rule capture_figure:
 
 
 rule alpha_sweep_figure:
-    """PSNR and the perceptual metric against the decoder mix alpha (DMDiff tunable decoder)."""
+    """One scene at each decoder mix alpha, zoomed, beside PSNR and the perceptual metric (DMDiff)."""
     input:
-        "results/tables/alpha_sweep.csv",
+        table="results/tables/alpha_sweep.csv",
+        data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
+        recons=lambda w: [
+            f"results/recon/{w.dataset}/{REPORT_SPLIT}/dmdiff/{v}.h5"
+            for v in alpha_variants(w.dataset)
+        ],
     output:
         png=report(
             "results/figures/alpha_sweep_{dataset}.png",

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from figure_layout import assert_readable_layout, drawn_texts
+from matplotlib.figure import Figure
 
-from thincam.data.h5io import atomic_write_h5
-from thincam.errors import BadInputError
 from thincam.data.atomic import write_csv_atomic
+from thincam.data.h5io import atomic_write_h5, read_h5
+from thincam.errors import BadInputError
 from thincam.report import figures, tables
 from thincam.stages import report
 
@@ -317,6 +319,117 @@ def test_dmdiff_tables(tmp_path):
 
 
 # ---------------------------------------------------------------- figures
+#
+# Inputs shaped like the default config's: 32 px scenes, its method and variant names, latencies
+# and scores in the ranges the demo measures. Every figure is checked for its layout.
+
+NSDD_RUNS = [  # method, variant, params, PSNR, LPIPS, latency (s)
+    ("wiener", "K1e-2", {"K": 0.01}, 21.4, 0.412, 0.0011),
+    ("wiener", "K1e-3", {"K": 0.001}, 19.8, 0.468, 0.0011),
+    ("admm", "it100", {"n_iter": 100}, 22.9, 0.351, 0.21),
+    ("dps", "zeta1", {"steps": 100, "zeta": 1.0}, 20.7, 0.302, 0.62),
+    ("dps", "zeta3", {"steps": 100, "zeta": 3.0}, 21.9, 0.281, 0.63),
+    ("dps", "zeta10", {"steps": 100, "zeta": 10.0}, 20.1, 0.335, 0.62),
+    ("ddnm", "s20", {"steps": 20}, 24.8, 0.231, 0.15),
+    ("ddnm", "s50", {"steps": 50}, 25.6, 0.204, 0.36),
+    ("ddnm", "s100", {"steps": 100}, 25.9, 0.198, 0.71),
+    ("nsdd", "main", {}, 25.1, 0.215, 0.012),
+    ("nsdd_full", "main", {}, 23.2, 0.262, 0.012),
+]
+DMDIFF_RUNS = [
+    ("wiener", "K1e-2", {"K": 0.01}, 20.2, 0.45, 0.0012),
+    ("dmdiff", "full", {"model": "full"}, 23.1, 0.27, 0.31),
+    ("dmdiff", "no_svda", {"model": "no_svda"}, 23.1, 0.28, 0.31),
+    ("dmdiff", "svda_no_fwhm", {"model": "svda_no_fwhm"}, 23.0, 0.28, 0.31),
+    ("dmdiff", "no_negative", {"model": "no_negative"}, 24.7, 0.30, 0.31),
+    ("dmdiff", "alpha0", {"model": "full", "alpha": 0.0}, 23.0, 0.33, 0.31),
+    ("dmdiff", "alpha0.5", {"model": "full", "alpha": 0.5}, 23.4, 0.30, 0.31),
+    ("dmdiff", "alpha0.75", {"model": "full", "alpha": 0.75}, 23.3, 0.28, 0.31),
+    ("dmdiff", "alpha1.0", {"model": "full", "alpha": 1.0}, 23.1, 0.27, 0.31),
+    ("dmdiff", "alpha1.05", {"model": "full", "alpha": 1.05}, 23.0, 0.26, 0.31),
+]
+DEFAULT_SWEEPS = {"wiener": "K", "dps": "zeta", "ddnm": "steps"}
+
+
+def default_metrics(lpips=True):
+    """metrics.csv of the default config: faces_dots (NSDD) and natural_metalens (DMDiff).
+
+    The val split, where tables choose, has the methods with several variants; there DDNM+ s50
+    beats s100, which is better on test: figures must show what the table chose.
+    """
+    val = [
+        (m, v, p, psnr, score - 0.01 if v == "s50" else score, np.nan)
+        for m, v, p, psnr, score, _ in NSDD_RUNS
+        if m in ("wiener", "dps", "ddnm")
+    ]
+    rows = []
+    for dataset, split, runs in (
+        ("faces_dots", "test", NSDD_RUNS),
+        ("faces_dots", "val", val),
+        ("natural_metalens", "test", DMDIFF_RUNS),
+    ):
+        for method, variant, params, psnr, score, latency in runs:
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "split": split,
+                    "camera": "dots" if dataset == "faces_dots" else "metalens",
+                    "method": method,
+                    "variant": variant,
+                    "n_images": 16,
+                    "psnr": psnr,
+                    "ssim": psnr / 32,
+                    "lpips": score if lpips else np.nan,
+                    "dists": np.nan,
+                    "musiq": np.nan,
+                    "clipiqa": np.nan,
+                    "consistency": 0.01,
+                    "latency_s": latency,
+                    "peak_mem_mb": 120.0,
+                    "device": "cpu",
+                    "gmsd": score / 3,
+                    "params": json.dumps(params),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def scenes(n=4, size=32):
+    """Clean 32 px scenes, a lensless-looking measurement of each, and a reconstruction maker."""
+    from scipy.ndimage import gaussian_filter
+
+    from thincam.data.sources import rgb_crops
+
+    x = rgb_crops((size, size), n_images=n, seed=0)
+    rng = np.random.default_rng(1)
+    y = sum(np.roll(x, tuple(rng.integers(-12, 12, 2)), axis=(-2, -1)) for _ in range(8)) / 8
+
+    def recon(blur, noise, seed):
+        noisy = gaussian_filter(x, (0, 0, blur, blur)) + noise * np.random.default_rng(
+            seed
+        ).standard_normal(x.shape)
+        return noisy.astype(np.float32)
+
+    return x, y.astype(np.float32), recon
+
+
+def per_image_scores(xhat, x, lpips=True):
+    err = ((np.clip(xhat, 0, 1) - x) ** 2).mean(axis=(1, 2, 3))
+    nan = np.full(len(x), np.nan)
+    return pd.DataFrame(
+        {
+            "index": np.arange(len(x)),
+            "psnr": -10 * np.log10(err),
+            "ssim": 1 - 5 * err,
+            "lpips": 3 * np.sqrt(err) if lpips else nan,
+            "dists": nan,
+            "musiq": nan,
+            "clipiqa": nan,
+            "consistency": err / 10,
+            "latency_s": np.full(len(x), 0.1),
+            "gmsd": np.sqrt(err),
+        }
+    )
 
 
 def assert_figure(png: Path):
@@ -326,71 +439,275 @@ def assert_figure(png: Path):
     assert not list(png.parent.glob(".*.tmp"))
 
 
-def write_metrics_csv(tmp_path, **kwargs):
-    path = tmp_path / "metrics.csv"
-    write_csv_atomic(metrics_table(**kwargs), path)
-    return path
+def texts_of(fig):
+    return [text.get_text() for text, _ in drawn_texts(fig)]
 
 
-def test_quality_vs_time_picks_lpips_then_falls_back(tmp_path):
-    png = tmp_path / "fig" / "quality_vs_time_faces.png"
-    assert figures.quality_vs_time(write_metrics_csv(tmp_path), "faces", png) == "lpips"
+def test_layout_check_catches_overlap_and_clipping():
+    fig = Figure(figsize=(2, 1))
+    fig.text(0.1, 0.5, "measurement")
+    fig.text(0.2, 0.5, "wiener/K1e-2")
+    with pytest.raises(AssertionError, match="'measurement' .* overlaps 'wiener/K1e-2'"):
+        assert_readable_layout(fig)
+    fig = Figure(figsize=(2, 1))
+    fig.text(0.9, 0.5, "a label cut off at the edge")
+    with pytest.raises(AssertionError, match="leaves the figure"):
+        assert_readable_layout(fig)
+
+
+@pytest.mark.parametrize("lpips, named", [(True, "LPIPS ↓"), (False, "GMSD (weight-free) ↓")])
+def test_quality_vs_time_layout(tmp_path, lpips, named):
+    png = tmp_path / "quality_vs_time_faces_dots.png"
+    fig = figures.quality_vs_time(default_metrics(lpips), "faces_dots", png)
     assert_figure(png)
-    assert figures.quality_vs_time(write_metrics_csv(tmp_path, lpips=False), "faces", png) == "gmsd"
-    assert (
-        figures.quality_vs_time(
-            write_metrics_csv(tmp_path, lpips=False, extras=False), "faces", png
+    assert_readable_layout(fig)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == named and ax.get_xscale() == "log"
+    shown = set(texts_of(fig))
+    legend = {"Wiener", "ADMM", "DPS", "DDNM+", "NSDD", "NSDD (full image)", "other variants"}
+    assert legend <= shown
+    # DDNM+ steps trade time for quality: each labelled (none dropped for want of room); the
+    # variants of the other methods share a latency and are hollow points, unlabelled
+    assert {"s20", "s50", "s100"} <= shown and not {"zeta1", "K1e-3", "main"} & shown
+    # filled: what a table reports, chosen on val by default (DDNM+ s50, though s100 wins on test)
+    scale = 1 if lpips else 1 / 3
+    assert filled_points(fig)["DPS"] == [[0.63, pytest.approx(0.281 * scale)]]
+    assert filled_points(fig)["DDNM+"] == [[0.36, pytest.approx(0.204 * scale)]]
+    fig = figures.quality_vs_time(
+        default_metrics(lpips), "faces_dots", png, reported=[("dps", "zeta1")]
+    )
+    assert filled_points(fig)["DPS"] == [[0.62, pytest.approx(0.302 * scale)]]
+
+
+def filled_points(fig):
+    """Legend label -> the filled points of that method in a quality-vs-time figure."""
+    return {
+        c.get_label(): c.get_offsets().data.tolist()
+        for c in fig.axes[0].collections
+        if not c.get_label().startswith("_")
+    }
+
+
+def test_quality_vs_time_names_missing_values(tmp_path):
+    metrics = default_metrics().assign(latency_s=0.0)
+    with pytest.raises(
+        BadInputError, match="no faces_dots run has both a positive latency and lpips"
+    ):
+        figures.quality_vs_time(metrics, "faces_dots", tmp_path / "q.png")
+
+
+def test_sweep_layout(tmp_path):
+    png = tmp_path / "sweep_faces_dots.png"
+    fig = figures.sweep(default_metrics(), "faces_dots", png, DEFAULT_SWEEPS)
+    assert_figure(png)
+    assert_readable_layout(fig)
+    assert len(fig.axes) == 6  # LPIPS and PSNR rows, a column per swept method
+    assert fig.axes[0].get_ylabel() == "LPIPS ↓" and fig.axes[3].get_ylabel() == "PSNR (dB) ↑"
+    ddnm_lpips = fig.axes[2].lines[0]
+    assert list(ddnm_lpips.get_xdata()) == [20, 50, 100]
+    assert list(ddnm_lpips.get_ydata()) == [0.231, 0.204, 0.198]
+    with pytest.raises(BadInputError, match="no faces_dots admm run has parameter 'mu1'"):
+        figures.sweep(default_metrics(), "faces_dots", png, {"admm": "mu1"})
+
+
+def write_default_run(tmp_path, dataset, runs, lpips=True):
+    """A dataset file and, for each run, its recon file and per-image metrics CSV."""
+    x, y, recon = scenes()
+    data_path = atomic_write_h5(
+        tmp_path / dataset / "test.h5",
+        {"x": x, "y": y, "index": np.arange(len(x))},
+        {
+            "dataset": dataset,
+            "camera": "dots",
+            "split": "test",
+            "operator": {"kind": "lensless"},
+            "noise": {},
+        },
+        contract="dataset",
+    )
+    recon_paths, metric_csvs = [], []
+    for k, (method, variant, *_rest) in enumerate(runs):
+        xhat = recon(blur=0.4 + 0.15 * (k % 5), noise=0.01 * (k % 3), seed=k)
+        recon_paths.append(
+            atomic_write_h5(
+                tmp_path / "recon" / method / f"{variant}.h5",
+                {"xhat": xhat, "latency_s": np.ones(len(x)), "index": np.arange(len(x))},
+                {
+                    "dataset": dataset,
+                    "split": "test",
+                    "method": method,
+                    "variant": variant,
+                    "params": {},
+                    "peak_mem_mb": 1.0,
+                    "device": "cpu",
+                },
+                contract="recon",
+            )
         )
-        == "psnr"
+        csv = tmp_path / "metrics" / method / f"{variant}.csv"
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        write_csv_atomic(per_image_scores(xhat, x, lpips), csv)
+        metric_csvs.append(str(csv))
+    return str(data_path), [str(p) for p in recon_paths], metric_csvs
+
+
+def test_nsdd_qualitative_grid(tmp_path):
+    """NSDD Fig. 5: one column per method, its variant as the paper table chose it."""
+    metrics_csv = tmp_path / "metrics.csv"
+    write_csv_atomic(default_metrics(), metrics_csv)
+    table = tmp_path / "nsdd_main.csv"
+    write_csv_atomic(tables.nsdd_main_table(default_metrics(), "faces_dots"), table)
+    data_path, recons, csvs = write_default_run(tmp_path, "faces_dots", NSDD_RUNS)
+    chosen = report.figure_columns(str(metrics_csv), "faces_dots", str(table))
+    assert chosen == [
+        ("wiener", "K1e-2"),
+        ("admm", "it100"),
+        ("dps", "zeta3"),
+        ("ddnm", "s50"),
+        ("nsdd", "main"),
+    ]
+    png = tmp_path / "qualitative_faces_dots.png"
+    report.qualitative(data_path, recons, csvs, str(png), 4, str(metrics_csv), str(table))
+    assert_figure(png)
+    report.quality_vs_time(str(metrics_csv), "faces_dots", str(tmp_path / "q.png"), str(table))
+    assert_figure(tmp_path / "q.png")
+    y, columns, x, scores = qualitative_inputs(data_path, recons, csvs, chosen)
+    fig = figures.qualitative(y, columns, png, x, scores, n_images=4)
+    assert_readable_layout(fig)
+    titles = [ax.get_title() for ax in fig.axes[:7]]
+    assert titles == [
+        "measurement",
+        "Wiener",
+        "ADMM",
+        "DPS",
+        "DDNM+\n(teacher)",
+        "NSDD",
+        "reference",
+    ]
+    first_nsdd = fig.axes[5].get_xlabel()  # row 0, NSDD: its PSNR and LPIPS from its CSV
+    expected = per_image_scores(read_h5(recons[9])[0]["xhat"], x).iloc[0]
+    assert first_nsdd == f"{expected['psnr']:.2f} / {expected['lpips']:.3f}"
+    assert fig.get_supxlabel() == "Under each image: PSNR (dB) ↑ / LPIPS ↓"
+
+
+def qualitative_inputs(data_path, recons, csvs, chosen):
+    """What workflow.qualitative_figure hands figures.qualitative, for a test to look at."""
+    data = read_h5(data_path)[0]
+    runs = {}
+    for path, csv in zip(recons, csvs):
+        arrays, attrs = read_h5(path)
+        runs[(attrs["method"], attrs["variant"])] = (arrays["xhat"], pd.read_csv(csv))
+    titles = report.column_titles(chosen)
+    columns = {t: runs[pair][0] for t, pair in zip(titles, chosen)}
+    scores = {t: runs[pair][1] for t, pair in zip(titles, chosen)}
+    return data["y"], columns, data["x"], scores
+
+
+def test_dmdiff_qualitative_grid_without_lpips(tmp_path):
+    """The same grid for DMDiff: Wiener and the main table's DMDiff variants, less the alpha
+    sweep (its own figure); the weight-free score named under the grid."""
+    metrics = default_metrics(lpips=False)
+    table = tmp_path / "dmdiff_main.csv"
+    write_csv_atomic(tables.dmdiff_main_table(metrics, "natural_metalens"), table)
+    skip = [("dmdiff", v) for _, v, p, *_ in DMDIFF_RUNS if "alpha" in p]
+    chosen = report.figure_columns("unused.csv", "natural_metalens", str(table), skip)
+    assert chosen == [("wiener", "K1e-2")] + [
+        ("dmdiff", v) for v in ("full", "no_svda", "svda_no_fwhm", "no_negative")
+    ]
+    data_path, recons, csvs = write_default_run(
+        tmp_path, "natural_metalens", DMDIFF_RUNS, lpips=False
     )
-    assert figures.quality_vs_time(write_metrics_csv(tmp_path, gt=False), "faces", png) == "musiq"
-
-
-def test_sweep_figure(tmp_path):
-    png = tmp_path / "sweep_faces.png"
-    metric = figures.sweep(
-        write_metrics_csv(tmp_path), "faces", png, {"dps": "zeta", "dmdiff": "alpha"}
-    )
-    assert metric == "lpips"
+    png = tmp_path / "qualitative_natural_metalens.png"
+    y, columns, x, scores = qualitative_inputs(data_path, recons, csvs, chosen)
+    fig = figures.qualitative(y, columns, png, x, scores, n_images=4)
     assert_figure(png)
-    with pytest.raises(BadInputError, match="no faces admm run has parameter 'mu1'"):
-        figures.sweep(write_metrics_csv(tmp_path), "faces", png, {"admm": "mu1"})
+    assert_readable_layout(fig)
+    assert [ax.get_title() for ax in fig.axes[1:6]] == [
+        "Wiener",
+        "DMDiff\nfull",
+        "DMDiff\nno SVDA",
+        "DMDiff\nSVDA w/o\nFWHM",
+        "DMDiff\nw/o negative\npath",
+    ]
+    assert fig.get_supxlabel() == "Under each image: PSNR (dB) ↑ / GMSD (weight-free) ↓"
 
 
-def test_alpha_sweep_figure(tmp_path):
-    table = tmp_path / "alpha.csv"
-    write_csv_atomic(tables.alpha_sweep_table(metrics_table(lpips=False), "faces"), table)
-    png = tmp_path / "alpha_sweep_faces.png"
-    assert figures.alpha_sweep(table, "faces", png) == "gmsd"
-    assert_figure(png)
-    write_csv_atomic(tables.alpha_sweep_table(metrics_table(gt=False), "faces"), table)  # no-reference only
-    assert figures.alpha_sweep(table, "faces", png) == "musiq"
-    write_csv_atomic(pd.read_csv(table).drop(columns="MUSIQ"), table)
-    with pytest.raises(BadInputError, match="alpha.csv: no perceptual metric has values"):
-        figures.alpha_sweep(table, "faces", png)
-
-
-@pytest.mark.parametrize("gt, channels", [(True, 3), (False, 1)])
-def test_qualitative_figure(tmp_path, gt, channels):
-    data_path, recons = write_recon_pair(tmp_path, gt=gt, channels=channels)
-    png = tmp_path / "qualitative_faces.png"
-    figures.qualitative(data_path, recons, ["Wiener", "DDNM+"], png, n_images=3)
-    assert_figure(png)
+def test_qualitative_without_a_paper_table_shows_each_methods_best(tmp_path):
+    metrics_csv = tmp_path / "metrics.csv"
+    write_csv_atomic(default_metrics(), metrics_csv)
+    assert report.figure_columns(str(metrics_csv), "faces_dots") == [
+        ("wiener", "K1e-2"),
+        ("admm", "it100"),
+        ("dps", "zeta3"),
+        ("ddnm", "s50"),
+        ("nsdd", "main"),
+        ("nsdd_full", "main"),
+    ]
 
 
 def test_qualitative_rejects_recon_of_another_dataset(tmp_path):
-    data_path, _ = write_recon_pair(tmp_path)
+    data_path, _, csvs = write_default_run(tmp_path, "faces_dots", NSDD_RUNS[:1])
     other = tmp_path / "other"
-    other.mkdir()
-    _, bad = write_recon_pair(other, recon_dataset="flowers")
+    _, bad, _ = write_default_run(other, "flowers", NSDD_RUNS[:1])
+    table = tmp_path / "table.csv"
+    png = str(tmp_path / "q.png")
+    write_csv_atomic(pd.DataFrame({"Method": ["Wiener"], "Variant": ["K1e-2"]}), table)
     with pytest.raises(BadInputError, match=f"{bad[0]} is not a reconstruction of {data_path}"):
-        figures.qualitative(data_path, bad, ["Wiener", "DDNM+"], tmp_path / "q.png")
+        report.qualitative(data_path, bad, csvs, png, 4, "unused.csv", str(table))
+    write_csv_atomic(pd.DataFrame({"Method": ["DPS"], "Variant": ["zeta3"]}), table)
+    with pytest.raises(BadInputError, match=r"no reconstruction of \[\('dps', 'zeta3'\)\]"):
+        report.qualitative(data_path, bad, csvs, png, 4, "unused.csv", str(table))
+
+
+def test_alpha_figure(tmp_path):
+    """Each alpha's reconstruction of the scene they change most, zoomed, beside the curves."""
+    table = tmp_path / "alpha_sweep.csv"
+    write_csv_atomic(
+        tables.alpha_sweep_table(default_metrics(lpips=False), "natural_metalens"), table
+    )
+    data_path, recons, _ = write_default_run(tmp_path, "natural_metalens", DMDIFF_RUNS, lpips=False)
+    png = tmp_path / "alpha_sweep_natural_metalens.png"
+    report.alpha_sweep_figure(str(table), data_path, recons, str(png))
+    assert_figure(png)
+
+    x = read_h5(data_path)[0]["x"]
+    images = {a: x + 0.02 * a for a in (0.0, 0.5, 0.75, 1.0, 1.05)}
+    for a, xhat in images.items():  # scene 2, rows 3-12, cols 20-29: where alpha acts
+        xhat[2, :, 3:13, 20:30] += 0.3 * a
+    fig = figures.alpha_figure(pd.read_csv(table), images, png, reference=x)
+    assert_readable_layout(fig)
+    titles = [ax.get_title() for ax in fig.axes[:6]]
+    assert titles == ["α = 0", "α = 0.5", "α = 0.75", "α = 1", "α = 1.05", "reference"]
+    crop = fig.axes[6].images[0].get_array()  # zoom of alpha 0: the 10x10 window in scene 2
+    assert crop.shape[:2] == (10, 10)
+    assert np.allclose(crop, np.moveaxis(np.clip(images[0.0][2, :, 3:13, 20:30], 0, 1), 0, -1))
+    curves = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in curves] == ["PSNR (dB) ↑", "GMSD (weight-free) ↓"]
+    assert list(curves[0].lines[0].get_xdata()) == [0.0, 0.5, 0.75, 1.0, 1.05]
+
+
+def test_alpha_figure_needs_a_perceptual_metric(tmp_path):
+    table = tables.alpha_sweep_table(default_metrics(), "natural_metalens")
+    images = {a: np.zeros((2, 3, 32, 32)) for a in table["alpha"]}
+    figures.alpha_figure(table, images, tmp_path / "a.png")
+    with pytest.raises(BadInputError, match="no perceptual metric has values"):
+        figures.alpha_figure(table.drop(columns=["LPIPS", "GMSD"]), images, tmp_path / "a.png")
 
 
 def test_capture_figure(tmp_path):
     data_path, recons = write_recon_pair(tmp_path, gt=False)
-    png = tmp_path / "diffusercam_hand.png"
-    figures.capture_figure(data_path, recons[1], png, "DiffuserCam: hand")
+    png = tmp_path / "capture_diffusercam_hand.png"
+    report.capture_figure(str(data_path), str(recons[1]), str(png), "diffusercam_hand: admm/it300")
     assert_figure(png)
+    y = read_h5(data_path)[0]["y"]
+    fig = figures.capture_figure(y[0], y[0, :, 4:-4, 4:-4], png, "diffusercam_hand: admm/it300")
+    assert_readable_layout(fig)
     with pytest.raises(BadInputError, match="image 9 out of range"):
-        figures.capture_figure(data_path, recons[1], png, "x", image=9)
+        report.capture_figure(str(data_path), str(recons[1]), str(png), "x", image=9)
+
+
+def test_table_variants_round_trip():
+    table = tables.nsdd_main_table(default_metrics(), "faces_dots")
+    assert tables.table_variants(table)[2] == ("dps", "zeta3")
+    with pytest.raises(BadInputError, match="needs Method and Variant"):
+        tables.table_variants(table.drop(columns="Variant"))

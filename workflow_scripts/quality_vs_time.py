@@ -2,4 +2,9 @@ from thincam.logs import log_to
 from thincam.stages.report import quality_vs_time
 
 with log_to(snakemake.log[0]):
-    quality_vs_time(snakemake.input[0], snakemake.wildcards.dataset, snakemake.output.png)
+    quality_vs_time(
+        snakemake.input.metrics,
+        snakemake.wildcards.dataset,
+        snakemake.output.png,
+        snakemake.input.get("table"),
+    )

@@ -15,7 +15,9 @@ LOG_INTERVAL_S = 10.0
 
 
 # No bar: in a file, the numbers are what one reads.
-_LOG_FORMAT = "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+_LOG_FORMAT = (
+    "{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+)
 
 
 class _LineProgress(tqdm):

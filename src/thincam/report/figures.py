@@ -1,9 +1,11 @@
-"""Paper figures: PNG (200 dpi) and PDF beside it, each written to a temp name and renamed.
+"""Paper figures from tables and arrays: PNG (200 dpi) and PDF beside it, written atomically.
 
-matplotlib only (through ``Figure``, not pyplot, so no global backend state), no torch. Sizes are
-those of a printed column or page, with no text below 8 pt at the saved size, so the figures go
-into a paper without rescaling. Figures take the metric they show from the data: the best
-available perceptual metric (see :func:`thincam.report.tables.best_perceptual`), named on the axis.
+matplotlib only (through ``Figure``, not pyplot, so no global backend state), no torch, no file
+reading: the report stage loads metrics tables and reconstructions and passes DataFrames and
+arrays. Sizes are those of a printed column or page, with no text below 8 pt at the saved size, so
+the figures go into a paper without rescaling. Each function returns its Figure, so tests can
+check where its text landed. The perceptual metric shown is the best one with values (see
+:func:`thincam.report.tables.best_perceptual`), named on the axis.
 """
 
 from __future__ import annotations
@@ -11,23 +13,25 @@ from __future__ import annotations
 import logging
 import os
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib import rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.transforms import Bbox
 
 from thincam.data.atomic import atomic_file
-from thincam.data.h5io import read_h5
 from thincam.errors import BadInputError
-from thincam.metrics.fidelity import psnr
-from thincam.registry import METRICS
+from thincam.registry import METRICS, WEIGHT_FREE
 from thincam.report.tables import (
     METHOD_LABELS,
     best_perceptual,
-    check_metrics,
+    best_variants,
     dataset_rows,
     param_values,
 )
@@ -42,18 +46,26 @@ STYLE = {
     "ytick.labelsize": 8,
     "legend.fontsize": 8,
     "figure.titlesize": 9,
+    "figure.labelsize": 8,
     "pdf.fonttype": 42,  # editable text in the PDF, as journals ask
 }
 COLUMN_WIDTH_IN = 3.4
 PAGE_WIDTH_IN = 7.0
 _METHOD_ORDER = list(METHOD_LABELS)
-_MARKERS = "osD^vP*Xh"
+_MARKERS = "osD^vPhX*"
+# How a swept parameter reads on an axis.
+PARAM_LABELS = {
+    "K": "Wiener regulariser K",
+    "zeta": "guidance step ζ",
+    "steps": "sampling steps",
+    "alpha": "decoder mix α",
+    "n_iter": "iterations",
+}
 
 
 def _save(fig: Figure, out_png: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``out_png`` and the PDF beside it atomically; the PDF has no date, so reruns match."""
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
     targets = ((out_png, "png", {}), (out_png.with_suffix(".pdf"), "pdf", {"CreationDate": None}))
     for path, fmt, metadata in targets:
         with atomic_file(path) as tmp:
@@ -61,10 +73,19 @@ def _save(fig: Figure, out_png: str | os.PathLike) -> tuple[Path, Path]:
     return out_png, out_png.with_suffix(".pdf")
 
 
+def _metric_name(metric: str) -> str:
+    """A metric as an axis names it: weight-free ones say so, since LPIPS is what a reader expects."""
+    label = METRICS[metric].label + (" (dB)" if metric == "psnr" else "")
+    return f"{label} (weight-free)" if metric in WEIGHT_FREE else label
+
+
 def _axis_label(metric: str) -> str:
-    label, lower_better = METRICS[metric].label, METRICS[metric].lower_is_better
-    unit = " (dB)" if metric == "psnr" else ""
-    return f"{label}{unit}, {'lower' if lower_better else 'higher'} is better"
+    """The name and an arrow for the better direction (down: lower is better)."""
+    return f"{_metric_name(metric)} {'↓' if METRICS[metric].lower_is_better else '↑'}"
+
+
+def _method_label(method: str) -> str:
+    return METHOD_LABELS.get(method.lower(), method)
 
 
 def _method_style(method: str) -> dict:
@@ -73,32 +94,88 @@ def _method_style(method: str) -> dict:
     return {"color": f"C{rank % 10}", "marker": _MARKERS[rank % len(_MARKERS)]}
 
 
-def _rows(metrics_csv: str | os.PathLike, dataset: str) -> pd.DataFrame:
-    try:
-        metrics = check_metrics(pd.read_csv(metrics_csv, keep_default_na=False, na_values=[""]), str(metrics_csv))
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise BadInputError(f"{metrics_csv}: not a readable metrics table ({err})") from err
-    try:
-        return dataset_rows(metrics, dataset)
-    except BadInputError as err:
-        raise BadInputError(f"{metrics_csv}: {err}") from err
+def _freeze_layout(fig: Figure):
+    """Draw once so constrained layout settles, then fix it; returns the renderer.
+
+    Labels placed afterwards by their drawn extents then stay where they were checked.
+    """
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    return fig.canvas.get_renderer()
+
+
+def _label_candidates() -> list[tuple[float, float, str, str]]:
+    """Offsets (points) and alignments to try around a point, nearest first."""
+    candidates = []
+    for distance in (4.0, 9.0, 15.0, 22.0):
+        for dx, dy in ((1, 0.6), (1, -0.6), (-1, 0.6), (-1, -0.6), (0, 1), (0, -1)):
+            ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+            va = "bottom" if dy > 0 else "top"
+            candidates.append((dx * distance, dy * distance, ha, va))
+    return candidates
+
+
+def _place_labels(ax, points: np.ndarray, labels: Sequence[str], renderer) -> None:
+    """Label each point where its text covers no marker and no other label and stays in the axes;
+    farther places get a leader line. A label with no free place is left out, with a warning."""
+    frame = ax.get_window_extent(renderer)
+    radius = 4.0 * ax.figure.dpi / 72  # a marker of s=22 is about 5 pt across
+    occupied = [
+        Bbox.from_extents(x - radius, y - radius, x + radius, y + radius)
+        for x, y in ax.transData.transform(points)
+    ]
+    for point, label in zip(points, labels):
+        for dx, dy, ha, va in _label_candidates():
+            place = {"xytext": (dx, dy), "textcoords": "offset points", "ha": ha, "va": va}
+            note = ax.annotate(label, point, **place)
+            box = note.get_window_extent(renderer)  # the text alone, before any leader line
+            inside = (
+                frame.x0 <= box.x0
+                and box.x1 <= frame.x1
+                and frame.y0 <= box.y0
+                and box.y1 <= frame.y1
+            )
+            if inside and not any(box.overlaps(other) for other in occupied):
+                occupied.append(box)
+                if abs(dx) + abs(dy) > 10:
+                    note.remove()
+                    ax.annotate(
+                        label,
+                        point,
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"},
+                        **place,
+                    )
+                break
+            note.remove()
+        else:
+            log.warning("no free place for the label %r at %s; left out", label, point)
 
 
 def quality_vs_time(
-    metrics_csv: str | os.PathLike, dataset: str, out_png: str | os.PathLike
-) -> str:
-    """Perceptual quality against median latency (log scale), one labelled point per run.
+    metrics: pd.DataFrame,
+    dataset: str,
+    out_png: str | os.PathLike,
+    reported: Collection[tuple[str, str]] = (),
+) -> Figure:
+    """NSDD Fig. 1: perceptual quality against median latency (log x).
 
-    Returns the metric plotted: LPIPS where it has values, else DISTS, else a weight-free one,
-    else PSNR, else a no-reference one (captures without ground truth).
+    The runs a paper table reports (``reported``: (method, variant) pairs; for a method not
+    among them, :func:`~thincam.report.tables.best_variants`) are filled points, named in the
+    legend; the variants not chosen are hollow. Where a method's variants trade time for
+    quality (DDNM+ steps) a line joins them and each is labelled. The metric is LPIPS where it
+    has values, else DISTS, else a weight-free one (said on the axis), else PSNR, else a
+    no-reference one (captures without ground truth).
     """
-    rows = _rows(metrics_csv, dataset)
+    rows = dataset_rows(metrics, dataset)
     metric = best_perceptual(rows)
+    listed = {method for method, _ in reported}
+    reported = set(reported) | {
+        pair for pair in best_variants(metrics, dataset) if pair[0] not in listed
+    }
     usable = rows[(rows["latency_s"] > 0) & rows[metric].notna()]
     if usable.empty:
-        raise BadInputError(
-            f"{metrics_csv}: no {dataset} run has both a positive latency and {metric}"
-        )
+        raise BadInputError(f"no {dataset} run has both a positive latency and {metric}")
     if len(usable) < len(rows):
         log.warning(
             "%s: %d run(s) lack latency or %s and are not plotted",
@@ -107,136 +184,96 @@ def quality_vs_time(
             metric,
         )
     with rc_context(STYLE):
-        fig = Figure(figsize=(COLUMN_WIDTH_IN, 2.6))
+        fig = Figure(figsize=(COLUMN_WIDTH_IN, 3.0), layout="constrained")
         ax = fig.add_subplot()
-        for method, group in usable.groupby("method", sort=False):
+        points, labels, others = [], [], False
+        for method, group in usable.groupby("method_key", sort=False):
+            style = _method_style(method)
+            picked = group["variant"].astype(str).isin({v for m, v in reported if m == method})
+            latency = group["latency_s"]
+            if latency.max() > 1.1 * latency.min():  # variants trading time for quality: a curve
+                ordered = group.sort_values("latency_s")
+                ax.plot(
+                    ordered["latency_s"], ordered[metric], lw=0.8, color=style["color"], zorder=1
+                )
+                points += ordered[["latency_s", metric]].to_numpy(float).tolist()
+                labels += ordered["variant"].astype(str).tolist()
             ax.scatter(
-                group["latency_s"],
-                group[metric],
+                group.loc[~picked, "latency_s"],
+                group.loc[~picked, metric],
                 s=22,
-                label=METHOD_LABELS.get(method.lower(), method),
-                **_method_style(method),
+                facecolors="white",
+                edgecolors=style["color"],
+                marker=style["marker"],
+                zorder=2,
             )
+            others |= bool((~picked).any())
+            ax.scatter(
+                group.loc[picked, "latency_s"],
+                group.loc[picked, metric],
+                s=26,
+                label=_method_label(method),
+                zorder=3,
+                **style,
+            )
+        handles, names = ax.get_legend_handles_labels()
+        if others:
+            handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.4"))
+            names.append("other variants")
         ax.set_xscale("log")
         ax.set_xlabel("median latency per image (s)")
         ax.set_ylabel(_axis_label(metric))
-        ax.set_title(dataset)
         ax.grid(True, which="major", alpha=0.3)
-        ax.margins(x=0.15, y=0.12)
-        _label_points(
-            ax,
-            usable[["latency_s", metric]].to_numpy(float),
-            usable["variant"].astype(str).tolist(),
+        ax.margins(x=0.25, y=0.15)
+        fig.legend(
+            handles, names, loc="outside lower center", ncol=3, frameon=False, handletextpad=0.2
         )
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False)
+        renderer = _freeze_layout(fig)
+        _place_labels(ax, np.array(points).reshape(-1, 2), labels, renderer)
         _save(fig, out_png)
-    return metric
-
-
-def _label_points(ax, points: np.ndarray, labels: list[str], gap_pt: float = 9.0) -> None:
-    """Label each point, pushing a label up (with a leader line) where it would overprint another.
-
-    Runs of one method share a latency, so their labels would otherwise stack on each other.
-    """
-    to_pt = 72.0 / ax.figure.dpi
-    where = ax.transData.transform(points) * to_pt
-    placed: list[tuple[float, float, int]] = []
-    for i in np.argsort(where[:, 1], kind="stable"):
-        x, y = where[i]
-        label_y = y
-        for px, py, width in sorted(placed, key=lambda t: t[1]):
-            if abs(px - x) < 5.0 * max(width, len(labels[i])) and abs(py - label_y) < gap_pt:
-                label_y = py + gap_pt
-        placed.append((x, label_y, len(labels[i])))
-        moved = label_y - y > 0.5
-        ax.annotate(
-            labels[i],
-            points[i],
-            xytext=(4, 2 + label_y - y),
-            textcoords="offset points",
-            fontsize=8,
-            arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if moved else None,
-        )
+    return fig
 
 
 def sweep(
-    metrics_csv: str | os.PathLike,
-    dataset: str,
-    out_png: str | os.PathLike,
-    sweeps: Mapping[str, str],
-) -> str:
-    """One panel per swept method: the perceptual metric (and PSNR, dashed) against its parameter."""
-    rows = _rows(metrics_csv, dataset)
-    metric = best_perceptual(rows)
+    metrics: pd.DataFrame, dataset: str, out_png: str | os.PathLike, sweeps: Mapping[str, str]
+) -> Figure:
+    """NSDD Fig. 3: each swept method (a column) against its parameter; the perceptual metric
+    above, PSNR below, rows sharing their y axis so methods compare across the page."""
     if not sweeps:
         raise BadInputError("sweep: no methods to plot")
+    rows = dataset_rows(metrics, dataset)
+    metric = best_perceptual(rows)
+    shown = [metric] + (["psnr"] if metric != "psnr" and rows["psnr"].notna().any() else [])
     with rc_context(STYLE):
-        width = min(PAGE_WIDTH_IN, 2.4 * len(sweeps))
-        fig = Figure(figsize=(width, 2.3), layout="constrained")
-        axes = fig.subplots(1, len(sweeps), squeeze=False)[0]
-        for ax, (method, param) in zip(axes, sweeps.items()):
+        width = min(PAGE_WIDTH_IN, 0.4 + 2.1 * len(sweeps))
+        fig = Figure(figsize=(width, 1.1 + 1.35 * len(shown)), layout="constrained")
+        axes = fig.subplots(len(shown), len(sweeps), squeeze=False, sharex="col", sharey="row")
+        for col, (method, param) in enumerate(sweeps.items()):
             runs = rows[rows["method_key"] == method.lower()]
             runs = runs.assign(value=param_values(runs, param))
             runs = runs[runs["value"].notna()]
             if runs.empty:
-                raise BadInputError(
-                    f"{metrics_csv}: no {dataset} {method} run has parameter {param!r}"
-                )
+                raise BadInputError(f"no {dataset} {method} run has parameter {param!r}")
             try:
                 runs = runs.assign(value=runs["value"].astype(float)).sort_values("value")
             except (TypeError, ValueError) as err:
-                raise BadInputError(
-                    f"{metrics_csv}: {method} parameter {param!r} is not numeric ({err})"
-                ) from err
-            style = _method_style(method)
-            lines = ax.plot(
-                runs["value"],
-                runs[metric],
-                marker=style["marker"],
-                color=style["color"],
-                label=METRICS[metric].label,
-            )
-            if metric != "psnr" and runs["psnr"].notna().any():
-                twin = ax.twinx()
-                lines += twin.plot(
-                    runs["value"],
-                    runs["psnr"],
-                    marker=".",
-                    linestyle="--",
-                    color="0.4",
-                    label="PSNR",
-                )
-                twin.set_ylabel(_axis_label("psnr"))
+                raise BadInputError(f"{method} parameter {param!r} is not numeric ({err})") from err
             values = runs["value"].to_numpy()
-            if values.min() > 0 and values.max() / values.min() >= 20:
-                ax.set_xscale("log")
-            ax.set_xlabel(param)
-            ax.set_ylabel(_axis_label(metric))
-            ax.set_title(METHOD_LABELS.get(method.lower(), method))
-            ax.grid(True, alpha=0.3)
-            ax.legend(
-                handles=lines,
-                loc="upper center",
-                bbox_to_anchor=(0.5, -0.25),
-                ncol=2,
-                frameon=False,
-            )
+            style = _method_style(method)
+            for row, name in enumerate(shown):
+                ax = axes[row, col]
+                ax.plot(values, runs[name], marker=style["marker"], color=style["color"], ms=4)
+                ax.grid(True, alpha=0.3)
+                if col == 0:
+                    ax.set_ylabel(_axis_label(name))
+            if values.min() > 0 and values.max() / values.min() >= 10:
+                axes[0, col].set_xscale("log")
+            axes[0, col].set_title(_method_label(method))
+            axes[-1, col].set_xlabel(PARAM_LABELS.get(param, param))
+            axes[-1, col].set_xticks(values, [f"{v:g}" for v in values])
+            axes[-1, col].minorticks_off()
         _save(fig, out_png)
-    return metric
-
-
-def _read_xhat(
-    recon_path: str | os.PathLike, data_path: str | os.PathLike, data: dict, data_attrs: dict
-) -> np.ndarray:
-    """A recon's xhat, after checking that it reconstructs the dataset read from ``data_path``."""
-    recon, recon_attrs = read_h5(recon_path, names=["xhat", "index"], contract="recon")
-    if recon_attrs.get("dataset") != data_attrs.get("dataset") or not np.array_equal(
-        recon["index"], data["index"]
-    ):
-        raise BadInputError(
-            f"{recon_path} is not a reconstruction of {data_path} (dataset or image indices differ)"
-        )
-    return recon["xhat"]
+    return fig
 
 
 def _display(image: np.ndarray, stretch: bool = False) -> tuple[np.ndarray, str | None]:
@@ -260,113 +297,151 @@ def _show(ax, image: np.ndarray, stretch: bool = False) -> None:
     ax.set_yticks([])
 
 
+def _score_text(row: pd.Series, metric: str | None) -> str:
+    parts = [f"{row['psnr']:.2f}"] if pd.notna(row.get("psnr")) else []
+    if metric is not None and pd.notna(row.get(metric)):
+        parts.append(f"{row[metric]:.3f}")
+    return " / ".join(parts)
+
+
 def qualitative(
-    data_path: str | os.PathLike,
-    recon_paths: Sequence[str | os.PathLike],
-    labels: Sequence[str],
+    measurement: np.ndarray,
+    columns: Mapping[str, np.ndarray],
     out_png: str | os.PathLike,
+    reference: np.ndarray | None = None,
+    scores: Mapping[str, pd.DataFrame] | None = None,
     n_images: int = 4,
-) -> Path:
-    """Rows of images: measurement (stretched), each method (with its PSNR), reference if any.
+) -> Figure:
+    """NSDD Fig. 5: a row per test image; measurement (stretched), one column per method
+    (``columns``: title -> xhat [N,C,H,W], clipped to [0,1] as the metrics see it), reference.
 
-    Reconstructions are shown clipped to [0,1], as the metrics see them, not stretched.
+    ``scores`` (title -> per-image metrics, row i for image i) puts PSNR and the perceptual
+    metric under each image; the metric is named once, under the grid.
     """
-    if len(recon_paths) != len(labels):
-        raise BadInputError(f"{len(recon_paths)} recon files but {len(labels)} labels")
-    data, data_attrs = read_h5(data_path, contract="dataset")
-    recons = [_read_xhat(path, data_path, data, data_attrs) for path in recon_paths]
-    x = data.get("x")
-    rows = min(n_images, len(data["y"]))
-    titles = ["measurement", *labels] + (["reference"] if x is not None else [])
-    cols = len(titles)
-    panel = min(1.2, PAGE_WIDTH_IN / cols)
+    if not columns:
+        raise BadInputError("qualitative: no reconstructions to show")
+    rows = min(n_images, len(measurement))
+    for title, xhat in columns.items():
+        if len(xhat) < rows:
+            raise BadInputError(
+                f"qualitative: {title!r} has {len(xhat)} images, the grid shows {rows}"
+            )
+    scores = dict(scores or {})
+    metric = best_perceptual(pd.concat(scores.values()), exclude=("psnr",)) if scores else "psnr"
+    metric = None if metric == "psnr" else metric
+    titles = ["measurement", *columns] + (["reference"] if reference is not None else [])
+    n_cols = len(titles)
+    panel = min(1.0, PAGE_WIDTH_IN / n_cols)
     with rc_context(STYLE):
-        fig = Figure(figsize=(panel * cols, panel * rows + 0.5), layout="constrained")
-        axes = fig.subplots(rows, cols, squeeze=False)
+        fig = Figure(figsize=(panel * n_cols, (panel + 0.2) * rows + 0.6), layout="constrained")
+        fig.get_layout_engine().set(w_pad=0.01, h_pad=0.01, wspace=0.02, hspace=0.02)
+        axes = fig.subplots(rows, n_cols, squeeze=False)
         for i in range(rows):
-            _show(axes[i, 0], data["y"][i], stretch=True)
-            for j, xhat in enumerate(recons, start=1):
+            _show(axes[i, 0], measurement[i], stretch=True)
+            for j, (title, xhat) in enumerate(columns.items(), start=1):
                 _show(axes[i, j], xhat[i])
-                if x is not None:
-                    value = psnr(np.clip(xhat[i : i + 1], 0, 1), x[i : i + 1])[0]
-                    axes[i, j].set_xlabel(f"{value:.1f} dB")
-            if x is not None:
-                _show(axes[i, -1], x[i])
+                if title in scores:
+                    axes[i, j].set_xlabel(_score_text(scores[title].iloc[i], metric))
+            if reference is not None:
+                _show(axes[i, -1], reference[i])
         for ax, title in zip(axes[0], titles):
-            ax.set_title(textwrap.fill(title, 14))
+            ax.set_title("\n".join(textwrap.fill(line, 12) for line in title.split("\n")))
+        if scores:
+            named = [_axis_label(name) for name in ("psnr", metric) if name]
+            fig.supxlabel("Under each image: " + " / ".join(named))
         _save(fig, out_png)
-    return Path(out_png)
+    return fig
 
 
-def alpha_sweep(
-    alpha_table_csv: str | os.PathLike, dataset: str, out_png: str | os.PathLike
-) -> str:
-    """PSNR (left, where there is ground truth) and the perceptual metric (right) against alpha.
+def _alpha_scene(images: Mapping[float, np.ndarray], crop: int) -> tuple[int, int, int]:
+    """(image, top, left) where the decoder mix changes the picture most: the test image, then
+    the ``crop`` window, with the largest spread across alphas."""
+    stack = np.stack([np.clip(x, 0, 1) for x in images.values()])  # [A,N,C,H,W]
+    spread = np.abs(stack - stack.mean(axis=0)).mean(axis=(0, 2))  # [N,H,W]
+    scene = int(spread.mean(axis=(1, 2)).argmax())
+    window = np.lib.stride_tricks.sliding_window_view(spread[scene], (crop, crop)).mean(
+        axis=(-2, -1)
+    )
+    top, left = np.unravel_index(window.argmax(), window.shape)
+    return scene, int(top), int(left)
 
-    Reads :func:`thincam.report.tables.alpha_sweep_table`'s CSV; returns the perceptual metric.
+
+def alpha_figure(
+    table: pd.DataFrame,
+    images: Mapping[float, np.ndarray],
+    out_png: str | os.PathLike,
+    reference: np.ndarray | None = None,
+) -> Figure:
+    """DMDiff's tunable decoder: one scene at each alpha (``images``: alpha -> xhat [N,C,H,W]),
+    its crop zoomed below, beside PSNR and the perceptual metric against alpha.
+
+    ``table`` is :func:`thincam.report.tables.alpha_sweep_table`'s (metric labels as columns). The
+    scene and crop are where the alphas differ most, so the figure shows what the curve measures.
     """
-    try:
-        table = pd.read_csv(alpha_table_csv)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise BadInputError(f"{alpha_table_csv}: not a readable alpha-sweep table ({err})") from err
     if "alpha" not in table.columns:
-        raise BadInputError(f"{alpha_table_csv}: column 'alpha' missing")
+        raise BadInputError("alpha table: column 'alpha' missing")
     by_name = table.rename(columns={metric.label: name for name, metric in METRICS.items()})
     metric = best_perceptual(by_name, exclude=("psnr",))
     if metric == "psnr":
-        raise BadInputError(f"{alpha_table_csv}: no perceptual metric has values")
+        raise BadInputError("alpha table: no perceptual metric has values")
+    if not images:
+        raise BadInputError("alpha figure: no reconstructions")
     by_name = by_name.sort_values("alpha")
+    alphas = sorted(images)
+    size = next(iter(images.values())).shape[-1]
+    crop = max(6, size // 3)
+    scene, top, left = _alpha_scene(images, crop)
+    pictures = [(f"α = {a:g}", images[a][scene]) for a in alphas]
+    if reference is not None:
+        pictures.append(("reference", reference[scene]))
+    curves = [name for name in ("psnr", metric) if name in by_name and by_name[name].notna().any()]
     with rc_context(STYLE):
-        fig = Figure(figsize=(COLUMN_WIDTH_IN, 2.4), layout="constrained")
-        ax = fig.add_subplot()
-        lines = ax.plot(
-            by_name["alpha"],
-            by_name[metric],
-            marker="s",
-            linestyle="--",
-            color="C3",
-            label=METRICS[metric].label,
-        )
-        ax.set_ylabel(_axis_label(metric), color="C3")
-        if "psnr" in by_name.columns and by_name["psnr"].notna().any():
-            twin = ax.twinx()
-            lines += twin.plot(
-                by_name["alpha"], by_name["psnr"], marker="o", color="C0", label="PSNR"
+        panel = 0.8
+        fig = Figure(figsize=(PAGE_WIDTH_IN, 2 * panel + 0.55), layout="constrained")
+        left_fig, right_fig = fig.subfigures(1, 2, width_ratios=[len(pictures), 2.4])
+        grid = left_fig.subplots(2, len(pictures), squeeze=False)
+        for j, (title, picture) in enumerate(pictures):
+            _show(grid[0, j], picture)
+            grid[0, j].add_patch(
+                Rectangle(
+                    (left - 0.5, top - 0.5), crop, crop, fill=False, edgecolor="yellow", lw=1.0
+                )
             )
-            twin.set_ylabel(_axis_label("psnr"), color="C0")
-        ax.set_xlabel("decoder mix alpha (0 neutral, 1 positive)")
-        ax.set_title(f"{dataset}: DMDiff alpha sweep")
-        ax.grid(True, alpha=0.3)
-        ax.legend(
-            handles=lines, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, frameon=False
-        )
+            _show(grid[1, j], picture[:, top : top + crop, left : left + crop])
+            grid[0, j].set_title(title)
+        grid[0, 0].set_ylabel("scene")
+        grid[1, 0].set_ylabel(f"zoom ×{size / crop:.1f}")
+        axes = right_fig.subplots(len(curves), 1, sharex=True, squeeze=False)[:, 0]
+        for ax, name in zip(axes, curves):
+            ax.plot(
+                by_name["alpha"],
+                by_name[name],
+                marker="o",
+                ms=3.5,
+                color="C0" if name == "psnr" else "C3",
+            )
+            ax.set_title(_axis_label(name), fontsize=STYLE["font.size"])
+            ax.grid(True, alpha=0.3)
+        axes[-1].set_xlabel("decoder mix α")
         _save(fig, out_png)
-    return metric
+    return fig
 
 
 def capture_figure(
-    data_path: str | os.PathLike,
-    recon_path: str | os.PathLike,
-    out_png: str | os.PathLike,
-    title: str,
-    image: int = 0,
-) -> Path:
-    """A real capture beside its reconstruction (e.g. the DiffuserCam hand), both stretched.
+    measurement: np.ndarray, reconstruction: np.ndarray, out_png: str | os.PathLike, title: str
+) -> Figure:
+    """A real capture [C,H,W] beside its reconstruction (e.g. the DiffuserCam hand), both stretched.
 
     Without ground truth the reconstruction's brightness scale is arbitrary, so it is shown
     stretched like the capture rather than clipped to [0,1].
     """
-    data, data_attrs = read_h5(data_path, contract="dataset")
-    xhat = _read_xhat(recon_path, data_path, data, data_attrs)
-    if not 0 <= image < len(xhat):
-        raise BadInputError(f"{recon_path}: image {image} out of range (0..{len(xhat) - 1})")
     with rc_context(STYLE):
         fig = Figure(figsize=(COLUMN_WIDTH_IN, 1.9), layout="constrained")
         left, right = fig.subplots(1, 2)
-        _show(left, data["y"][image], stretch=True)
+        _show(left, measurement, stretch=True)
         left.set_title("raw capture")
-        _show(right, xhat[image], stretch=True)
+        _show(right, reconstruction, stretch=True)
         right.set_title("reconstruction")
         fig.suptitle(title)
         _save(fig, out_png)
-    return Path(out_png)
+    return fig

@@ -212,6 +212,34 @@ def _best_row(rows: pd.DataFrame, metric: str) -> pd.Series:
     return ranked.iloc[0]
 
 
+def table_variants(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """(method, variant) of each row of a paper table, in its order: what its figures show."""
+    if not {"Method", "Variant"} <= set(table.columns):
+        raise BadInputError(
+            f"a paper table needs Method and Variant columns; has {list(table.columns)}"
+        )
+    method_of = {label: method for method, label in METHOD_LABELS.items()}
+    return [(method_of.get(m, m), str(v)) for m, v in zip(table["Method"], table["Variant"])]
+
+
+def best_variants(metrics_df: pd.DataFrame, dataset: str) -> list[tuple[str, str]]:
+    """(method, variant) a table would report for each method, in table order: the variant
+    chosen on val (:func:`choose_on_val`), or all of them for a method that reports every one.
+    The choice for a dataset no paper table covers."""
+    rows = dataset_rows(metrics_df, dataset)
+    metric = best_perceptual(rows)
+    order = {method: rank for rank, method in enumerate(METHOD_LABELS)}
+    chosen = []
+    for method in sorted(rows["method_key"].unique(), key=lambda m: (order.get(m, len(order)), m)):
+        variants = sorted(rows.loc[rows["method_key"] == method, "variant"].astype(str))
+        if method in METHODS and METHODS[method].every_variant_reported:
+            chosen += [(method, variant) for variant in variants]
+        else:
+            variant = choose_on_val(metrics_df, dataset, method, metric) or variants[0]
+            chosen.append((method, variant))
+    return chosen
+
+
 def _table(rows: pd.DataFrame, columns: Mapping[str, str]) -> pd.DataFrame:
     """Method and Variant, then ``columns`` (metric name -> header), rounded for print."""
     table = pd.DataFrame(

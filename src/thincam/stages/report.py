@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from thincam.data.atomic import write_csv_atomic
@@ -85,27 +86,156 @@ def aggregate(
         write_csv_atomic(PAPER_TABLES[kind](metrics, dataset), path)
 
 
-def quality_vs_time(metrics_csv: str, dataset: str, out_png: str) -> None:
-    """NSDD Fig. 1: the best available perceptual metric against latency."""
-    figures.quality_vs_time(metrics_csv, dataset, out_png)
+def _read_table(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise BadInputError(f"{path}: not a readable table ({err})") from err
+
+
+def _dataset_metrics(metrics_csv: str, dataset: str) -> pd.DataFrame:
+    """metrics.csv, checked to hold ``dataset``; errors name the file."""
+    metrics = read_metrics(metrics_csv)
+    try:
+        tables.dataset_rows(metrics, dataset)
+    except BadInputError as err:
+        raise BadInputError(f"{metrics_csv}: {err}") from err
+    return metrics
+
+
+def figure_columns(
+    metrics_csv: str,
+    dataset: str,
+    table_csv: str | None = None,
+    skip: Sequence[Sequence[str]] = (),
+) -> list[tuple[str, str]]:
+    """(method, variant) a figure shows: the rows of the dataset's paper table (the variants it
+    chose), else what a table would choose; less ``skip`` (e.g. the alpha sweep, shown apart)."""
+    if table_csv is not None:
+        chosen = tables.table_variants(_read_table(table_csv))
+    else:
+        chosen = tables.best_variants(_dataset_metrics(metrics_csv, dataset), dataset)
+    skipped = {tuple(pair) for pair in skip}
+    return [pair for pair in chosen if pair not in skipped]
+
+
+def quality_vs_time(
+    metrics_csv: str, dataset: str, out_png: str, table_csv: str | None = None
+) -> None:
+    """NSDD Fig. 1: perceptual metric against latency, the runs ``table_csv`` reports filled."""
+    reported = figure_columns(metrics_csv, dataset, table_csv)
+    try:
+        figures.quality_vs_time(_dataset_metrics(metrics_csv, dataset), dataset, out_png, reported)
+    except BadInputError as err:
+        raise BadInputError(f"{metrics_csv}: {err}") from err
 
 
 def sweep(metrics_csv: str, dataset: str, out_png: str, sweeps: Mapping[str, str]) -> None:
-    """NSDD Fig. 3: each method's metric against its swept parameter."""
-    figures.sweep(metrics_csv, dataset, out_png, sweeps)
+    """NSDD Fig. 3: each method's metrics against its swept parameter."""
+    try:
+        figures.sweep(_dataset_metrics(metrics_csv, dataset), dataset, out_png, sweeps)
+    except BadInputError as err:
+        raise BadInputError(f"{metrics_csv}: {err}") from err
 
 
-def qualitative(data_path: str, recon_paths: Sequence[str], out_png: str, n_images: int) -> None:
-    """Measurement | each method/variant | reference, labels taken from the file layout."""
-    labels = ["/".join(path.split("/")[-2:]).removesuffix(".h5") for path in recon_paths]
-    figures.qualitative(data_path, list(recon_paths), labels, out_png, n_images=n_images)
+def _read_recon(
+    recon_path: str | os.PathLike, data_path: str | os.PathLike, data: dict, data_attrs: dict
+) -> tuple[np.ndarray, dict]:
+    """A recon's xhat and attributes, after checking that it reconstructs ``data_path``'s images."""
+    recon, recon_attrs = read_h5(recon_path, names=["xhat", "index"], contract="recon")
+    if recon_attrs.get("dataset") != data_attrs.get("dataset") or not np.array_equal(
+        recon["index"], data["index"]
+    ):
+        raise BadInputError(
+            f"{recon_path} is not a reconstruction of {data_path} (dataset or image indices differ)"
+        )
+    return recon["xhat"], recon_attrs
 
 
-def capture_figure(data_path: str, recon_path: str, out_png: str, title: str) -> None:
+def column_titles(chosen: Sequence[tuple[str, str]]) -> list[str]:
+    """Method names; the variant beneath where a method has several columns; DDNM+ beside NSDD
+    is its teacher."""
+    methods = [method for method, _ in chosen]
+    variant_names = {variant: label for label, variant in tables.ABLATION_VARIANTS.items()}
+    titles = []
+    for method, variant in chosen:
+        label = tables.METHOD_LABELS.get(method, method)
+        if methods.count(method) > 1:
+            label += "\n" + variant_names.get(variant, variant)
+        elif method == "ddnm" and "nsdd" in methods:
+            label += " (teacher)"
+        titles.append(label)
+    return titles
+
+
+def qualitative(
+    data_path: str,
+    recon_paths: Sequence[str],
+    metric_csvs: Sequence[str],
+    out_png: str,
+    n_images: int,
+    metrics_csv: str,
+    table_csv: str | None = None,
+    skip: Sequence[Sequence[str]] = (),
+) -> None:
+    """NSDD Fig. 5: measurement | each (method, variant) of :func:`figure_columns` | reference,
+    with each image's PSNR and perceptual score from its run's metrics CSV (``metric_csvs``
+    pairs with ``recon_paths``)."""
+    if len(recon_paths) != len(metric_csvs):
+        raise BadInputError(f"{len(recon_paths)} recon files but {len(metric_csvs)} metrics CSVs")
+    data, data_attrs = read_h5(data_path, contract="dataset")
+    chosen = figure_columns(metrics_csv, data_attrs["dataset"], table_csv, skip)
+    runs = {}
+    for recon_path, metric_csv in zip(recon_paths, metric_csvs):
+        _, attrs = read_h5(recon_path, names=[], contract="recon")
+        runs[(attrs["method"], attrs["variant"])] = (recon_path, metric_csv)
+    missing = [pair for pair in chosen if tuple(pair) not in runs]
+    if missing:
+        raise BadInputError(
+            f"{data_path}: no reconstruction of {missing} among {list(recon_paths)}"
+        )
+    columns, scores = {}, {}
+    for title, pair in zip(column_titles(chosen), chosen):
+        recon_path, metric_csv = runs[tuple(pair)]
+        columns[title], _ = _read_recon(recon_path, data_path, data, data_attrs)
+        per_image = read_per_image(metric_csv)
+        if not np.array_equal(per_image["index"], data["index"]):
+            raise BadInputError(f"{metric_csv}: its image indices are not those of {data_path}")
+        scores[title] = per_image
+    figures.qualitative(data["y"], columns, out_png, data.get("x"), scores, n_images)
+
+
+def capture_figure(
+    data_path: str, recon_path: str, out_png: str, title: str, image: int = 0
+) -> None:
     """A real capture beside its reconstruction."""
-    figures.capture_figure(data_path, recon_path, out_png, title)
+    data, data_attrs = read_h5(data_path, contract="dataset")
+    xhat, _ = _read_recon(recon_path, data_path, data, data_attrs)
+    if not 0 <= image < len(xhat):
+        raise BadInputError(f"{recon_path}: image {image} out of range (0..{len(xhat) - 1})")
+    figures.capture_figure(data["y"][image], xhat[image], out_png, title)
 
 
-def alpha_sweep_figure(alpha_table_csv: str, dataset: str, out_png: str) -> None:
-    """DMDiff's PSNR and perceptual metric against the decoder mix alpha."""
-    figures.alpha_sweep(alpha_table_csv, dataset, out_png)
+def alpha_sweep_figure(
+    alpha_csv: str, data_path: str, recon_paths: Sequence[str], out_png: str
+) -> None:
+    """DMDiff's decoder mix: the alpha sweep table beside the scene each of its variants makes."""
+    table = _read_table(alpha_csv)
+    if not {"Variant", "alpha"} <= set(table.columns):
+        raise BadInputError(f"{alpha_csv}: columns Variant and alpha needed")
+    alpha_of = dict(zip(table["Variant"].astype(str), table["alpha"].astype(float)))
+    data, data_attrs = read_h5(data_path, contract="dataset")
+    images = {}
+    for recon_path in recon_paths:
+        xhat, attrs = _read_recon(recon_path, data_path, data, data_attrs)
+        if attrs["variant"] in alpha_of:
+            images[alpha_of[attrs["variant"]]] = xhat
+    absent = sorted(v for v, a in alpha_of.items() if a not in images)
+    if absent:
+        raise BadInputError(
+            f"{alpha_csv}: no reconstruction among {list(recon_paths)} for {absent}"
+        )
+    try:
+        figures.alpha_figure(table, images, out_png, data.get("x"))
+    except BadInputError as err:
+        raise BadInputError(f"{alpha_csv}: {err}") from err
