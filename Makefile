@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 install: $(STAMP)
 
-# One pip command resolves everything together (DESIGN.md section 8: step by step breaks pins).
+# One pip command resolves everything together (docs/traps.md: step by step breaks pins).
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"

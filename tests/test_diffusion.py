@@ -25,7 +25,7 @@ TEACHER = {"steps": 4, "eta": 0.85, "sigma_y": 0.01, "form": "svd", "travel_leng
 
 def sparse_dots_psf(n: int = SIZE, dots: int = 12, seed: int = 0) -> torch.Tensor:
     """A few random delta dots blurred by a 0.7 px Gaussian, unit sum: well conditioned at 32 px
-    (DESIGN.md 4: median |H| about 0.06, no exact zeros)."""
+    (docs/physics.md: median |H| about 0.06, no exact zeros)."""
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
@@ -201,7 +201,7 @@ def test_ddnm_bf16_autocast_runs_close_to_fp32(tiny_prior, faces):
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["scalar", "svd"])
 def test_ddnm_beats_anchor_and_fits_to_noise_level(trained_prior, faces, form):
-    """On held-out faces at sigma_y 0.01 (Tikhonov lam 1e-2, DESIGN.md 4) DDNM+ with a prior beats A+y,
+    """On held-out faces at sigma_y 0.01 (Tikhonov lam 1e-2, docs/physics.md) DDNM+ with a prior beats A+y,
     and its residual ||A xhat - y|| is about the noise's ||n||: it neither overfits the noise
     (residual << ||n||) nor ignores the measurement (residual >> ||n||)."""
     from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators

@@ -372,7 +372,7 @@ def test_sparse_dots_psf():
     assert not np.array_equal(psf, sparse_dots_psf((32, 32), seed=5))
     sharp = sparse_dots_psf((32, 32), n_dots=7, blur_px=0.05, seed=4, channels=1)
     assert (sharp[0] > 1e-3).sum() == 7
-    # the reason it is the tiny default: |H| stays away from zero (DESIGN.md section 4)
+    # the reason it is the tiny default: |H| stays away from zero (docs/default.md)
     assert np.median(np.abs(np.fft.fft2(psf[0]))) > 0.04
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from thincam.data.atomic import atomic_directory
 from thincam.errors import BadInputError, MissingWeightsError
 
-# Sized for the embedded default (docs/design.md): 1.06 M parameters at 32 px, about 0.2 s per
+# Sized for the embedded default (docs/default.md): 1.06 M parameters at 32 px, about 0.2 s per
 # training step at batch 16 on 2 CPU cores, so 1500 steps is ~5 min on an idle machine.
 DEFAULT_PRIOR_CFG: dict[str, Any] = {
     "steps": 1500,
@@ -197,7 +197,7 @@ def load_prior(path: str | os.PathLike, device: str = "cpu"):
     """(unet, scheduler) from a trained default or a local pretrained diffusers directory.
 
     The UNet is in eval mode with frozen parameters (samplers only need gradients w.r.t. the
-    input). Loading is local only: offline a hub id would hang for minutes (DESIGN.md 8).
+    input). Loading is local only: offline a hub id would hang for minutes (docs/traps.md).
     """
     from diffusers import DDPMScheduler, UNet2DModel
 

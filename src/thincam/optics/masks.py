@@ -195,7 +195,7 @@ def sparse_dots_psf(
 ) -> np.ndarray:
     """A few pixel-aligned dots of random weight blurred by a Gaussian of sigma ``blur_px``.
 
-    The well-conditioned tiny default (DESIGN.md section 4): a few sharp peaks keep |H| away from
+    The well-conditioned tiny default (docs/default.md): a few sharp peaks keep |H| away from
     zero at 32x32, where caustics leave most frequencies unusable. Dots sit on pixel centres
     (``blur_px`` is the whole optical + pixel blur): sub-pixel dots integrated over pixels halve
     the median |H| at 32x32 (0.037 vs 0.06 over 10 seeds). An amplitude mask casts the same

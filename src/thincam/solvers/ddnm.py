@@ -1,7 +1,7 @@
 """DDNM+ (Wang et al. 2023): zero-shot range-null space restoration with a diffusion prior.
 
 At each step the prior's clean estimate x0|t keeps its null-space content and has its range-space
-content replaced (or, with noise, blended) by what the measurement says; DESIGN.md 4 gives the
+content replaced (or, with noise, blended) by what the measurement says; docs/physics.md gives the
 equations. Two forms:
 
 - ``"scalar"``: one lambda_t/gamma_t per step and the operator's own A+ (any thincam operator).

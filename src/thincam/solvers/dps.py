@@ -2,7 +2,7 @@
 a gradient step on the measurement residual of the prior's clean estimate.
 
 Unlike DDNM+ it needs no A+, only A and autograd through the UNet, which makes each step about
-three UNet forwards' worth of work and its consistency only approximate (DESIGN.md 4).
+three UNet forwards' worth of work and its consistency only approximate (docs/physics.md).
 """
 
 from __future__ import annotations

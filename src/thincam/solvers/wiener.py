@@ -27,7 +27,7 @@ def _wiener_filter(spectrum: torch.Tensor, H: torch.Tensor, K: float) -> torch.T
 def wiener(physics, y: torch.Tensor, K: float) -> torch.Tensor:
     """Wiener estimate of the scene [B,C,H,W] from measurements y [B,C,Hs,Ws], clipped to [0, 1].
 
-    K is the noise-to-signal ratio (a constant, as in DESIGN.md section 4): larger K suppresses
+    K is the noise-to-signal ratio (a constant; docs/physics.md): larger K suppresses
     the frequencies where |H| is small, at the cost of blur.
 
     - ``LenslessConvolution`` circular: the exact Wiener inverse on the sensor grid.
