@@ -14,7 +14,7 @@ from workflow_helpers import copy_workflow, planned_jobs, run_snakemake, tiny_co
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 CORE_COLUMNS = [
-    "dataset", "camera", "method", "variant", "n_images", "psnr", "ssim", "lpips", "dists",
+    "dataset", "split", "camera", "method", "variant", "n_images", "psnr", "ssim", "lpips", "dists",
     "musiq", "clipiqa", "consistency", "latency_s", "peak_mem_mb", "device",
 ]
 
@@ -53,21 +53,26 @@ def test_tables_and_figures(finished_run):
     workdir, config = finished_run
     metrics = pd.read_csv(workdir / "results/tables/metrics.csv")
     assert list(metrics.columns[: len(CORE_COLUMNS)]) == CORE_COLUMNS
-    runs = {(r.dataset, r.method, r.variant) for r in metrics.itertuples()}
+    runs = {(r.dataset, r.split, r.method, r.variant) for r in metrics.itertuples()}
     for dataset, spec in config["datasets"].items():
         for method, variants in spec["methods"].items():
-            assert {(dataset, method, v) for v in variants} <= runs
+            assert {(dataset, "test", method, v) for v in variants} <= runs
+            if len(variants) > 1 and method != "dmdiff":  # chosen on val, so run on val too
+                assert {(dataset, "val", method, v) for v in variants} <= runs
     hand = metrics[metrics.dataset == "diffusercam_hand"].iloc[0]
     assert np.isnan(hand.psnr) and np.isfinite(hand.consistency)
     assert metrics.lpips.isna().all()  # no weights installed: empty, never 0
-    faces = metrics[metrics.dataset == "faces_dots"]
+    faces = metrics[(metrics.dataset == "faces_dots") & (metrics.split == "test")]
     assert np.isfinite(faces.psnr).all() and (faces.latency_s > 0).all()
     # The tiny prior trains for seconds, so only prior-free methods must already be good.
     assert (faces[faces.method.isin(["wiener", "admm", "nsdd"])].psnr > 12).all()
     for name in ("quality_vs_time_faces_dots", "qualitative_faces_dots", "sweep_faces_dots", "capture_diffusercam_hand"):
         for ext in ("png", "pdf"):
             assert (workdir / f"results/figures/{name}.{ext}").stat().st_size > 1000
-    assert (workdir / "results/tables/nsdd_main.csv").exists()
+    main = pd.read_csv(workdir / "results/tables/nsdd_main.csv")
+    assert main["Method"].tolist() == ["Wiener", "ADMM", "DPS", "DDNM+", "NSDD"]
+    ablation = pd.read_csv(workdir / "results/tables/nsdd_ablation.csv")
+    assert ablation["Ablation"].tolist() == ["DDNM+ (teacher)", "NSDD, null space", "NSDD, full image"]
 
 
 def test_dmdiff_branch(finished_run):
@@ -127,33 +132,33 @@ def _plan(finished_run, config, *args, **kwargs):
     return planned_jobs(result)
 
 
-# After one dataset's metrics change: aggregate writes every table, so the alpha-sweep figure
-# follows any metric change; quality_vs_time covers both datasets with ground truth.
-TABLES_AND_FIGURES = {
-    "aggregate": 1,
-    "quality_vs_time": 2,
-    "sweep": 1,
-    "qualitative": 1,
-    "alpha_sweep_figure": 1,
-    "all": 1,
-}
+def _forced_plan(finished_run, config, *targets):
+    """The plan when ``targets`` (rules or files) are forced: those jobs and their descendants."""
+    return _plan(finished_run, config, "--forcerun", *targets)
+
+
+def _recons(workdir, pattern):
+    return sorted(str(p.relative_to(workdir)) for p in (workdir / "results/recon").glob(pattern))
 
 
 def test_incremental_variant_change(finished_run):
-    """One variant's parameter: only its reconstruct/evaluate, the tables and the figures."""
-    _, config = finished_run
+    """One variant's parameter: only its reconstructions (val and test) and their descendants."""
+    workdir, config = finished_run
     changed = copy.deepcopy(config)
     changed["datasets"]["faces_dots"]["methods"]["wiener"]["K1e-2"]["K"] = 0.02
-    assert _plan(finished_run, changed) == {"reconstruct": 1, "evaluate": 1, **TABLES_AND_FIGURES}
+    plan = _plan(finished_run, changed)
+    assert plan["reconstruct"] == 2 and plan["evaluate"] == 2  # val (the choice) and test
+    assert plan == _forced_plan(finished_run, config, *_recons(workdir, "faces_dots/*/wiener/K1e-2.h5"))
 
 
 def test_incremental_dmdiff_model_change(finished_run):
-    """One DMDiff model's training knob: that model, its restorations, the tables and figures."""
-    _, config = finished_run
+    """One DMDiff model's training knob: that model, its restorations and their descendants."""
+    workdir, config = finished_run
     changed = copy.deepcopy(config)
     changed["datasets"]["natural_metalens"]["dmdiff"]["models"]["no_svda"]["lr"] = 0.002
-    expected = {"train_dmdiff": 1, "reconstruct": 1, "evaluate": 1, **TABLES_AND_FIGURES}
-    assert _plan(finished_run, changed) == expected
+    plan = _plan(finished_run, changed)
+    assert plan["train_dmdiff"] == 1 and "pretrain_dmdiff_base" not in plan
+    assert plan == _forced_plan(finished_run, config, "results/dmdiff/natural_metalens/no_svda/model")
 
 
 def test_incremental_plot_setting(finished_run):
@@ -165,22 +170,10 @@ def test_incremental_plot_setting(finished_run):
 
 def test_incremental_solver_edit(finished_run, tmp_path):
     """Editing the Wiener module re-runs the Wiener jobs and their descendants, nothing else."""
-    _, config = finished_run
-    snakefile = copy_workflow(tmp_path)
-    wiener = tmp_path / "src/thincam/solvers/wiener.py"
-    wiener.write_text(wiener.read_text() + "\n# edited\n")
-    plan = _plan(finished_run, config, snakefile=snakefile)
-    n_wiener = sum(len(d["methods"].get("wiener", {})) for d in config["datasets"].values())
-    assert plan == {
-        "reconstruct": n_wiener,
-        "evaluate": n_wiener,
-        "aggregate": 1,
-        "quality_vs_time": 2,
-        "sweep": 1,
-        "qualitative": 2,
-        "alpha_sweep_figure": 1,
-        "all": 1,
-    }
+    workdir, config = finished_run
+    plan = _edited_plan(finished_run, tmp_path, "solvers/wiener.py")
+    assert "train_prior" not in plan and "ddnm_targets" not in plan
+    assert plan == _forced_plan(finished_run, config, *_recons(workdir, "*/*/wiener/*.h5"))
 
 
 def test_html_report(finished_run):
@@ -217,14 +210,10 @@ def test_edit_reruns_exactly_the_importing_jobs(finished_run, tmp_path, module_p
     targets = []
     for name in forced:
         if name == "dmdiff_restorations":
-            targets += sorted(
-                str(p.relative_to(workdir)) for p in (workdir / "results/recon").glob("*/*/dmdiff/*.h5")
-            )
+            targets += _recons(workdir, "*/*/dmdiff/*.h5")
         else:
             targets.append(name)
-    assert _edited_plan(finished_run, tmp_path, module_path) == _plan(
-        finished_run, config, "--forcerun", *targets
-    )
+    assert _edited_plan(finished_run, tmp_path, module_path) == _forced_plan(finished_run, config, *targets)
 
 
 def test_edit_of_a_module_no_job_imports_reruns_nothing(finished_run, tmp_path):
