@@ -1,11 +1,7 @@
 rule calibrate_psf:
     """PSF of a camera: calibrated from a capture, or simulated (mask, diffuser, metalens)."""
     input:
-        capture=lambda w: (
-            [config["cameras"][w.camera]["path"]]
-            if config["cameras"][w.camera]["kind"] == "capture"
-            else []
-        ),
+        capture_files,
     output:
         "results/psf/{camera}.h5",
     log:

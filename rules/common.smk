@@ -50,6 +50,14 @@ def job_threads(rule_name):
     return threads
 
 
+def capture_files(wildcards):
+    """A captured PSF's frame and its dark frame, when configured: editing either re-calibrates."""
+    camera = config["cameras"][wildcards.camera]
+    if camera["kind"] != "capture":
+        return []
+    return [camera["path"]] + ([camera["dark_path"]] if camera.get("dark_path") else [])
+
+
 def simulated_datasets():
     return [d for d, spec in config["datasets"].items() if "source" in spec]
 

@@ -319,3 +319,21 @@ def test_bad_config_names_the_key(tmp_path, shards, psf_path, prior_path):
         distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), cfg, seed=0)
     with pytest.raises(BadInputError, match="t_fixed"):
         distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), {**CFG, "t_fixed": 1000}, seed=0)
+
+
+def test_student_refuses_an_operator_it_was_not_distilled_with(tmp_path, shards, psf_path, prior_path):
+    """The student stores the camera it learned (PSF checksum, geometry, A+) and names both
+    operators when asked to run with another A+."""
+    from thincam.models.nsdd import make_solver
+    from thincam.stages.common import load_operator
+    from thincam.stages.nsdd import distill_nsdd
+
+    distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), {**CFG, "steps": 2}, seed=0)
+    context = {"models": {"student": str(tmp_path / "out" / "distill.json")}, "device": "cpu"}
+    same = load_operator(psf_path, OPERATOR)
+    solve = make_solver(same, {}, context)
+    y = same.A(torch.from_numpy(faces(2)))
+    assert solve(y, np.arange(2)).shape == (2, 3, SIZE, SIZE)
+    other = load_operator(psf_path, {**OPERATOR, "pinv": {"kind": "tikhonov", "lam": 0.5, "iters": 50}})
+    with pytest.raises(BadInputError, match=r"trained with operator .* but given .*differ in \['pinv'\]"):
+        make_solver(other, {}, context)

@@ -61,6 +61,7 @@ class NSDDStudent(ModelMixin, ConfigMixin):
         image_channels: int = 3,
         adapter_channels: int = 32,
         mode: str = "null",
+        operator_identity: dict | None = None,
     ):
         super().__init__()
         if mode not in MODES:
@@ -102,8 +103,12 @@ class NSDDStudent(ModelMixin, ConfigMixin):
         return anchor + physics.null_project(r)
 
 
-def build_student(prior_unet: UNet2DModel, scheduler, cfg: dict) -> NSDDStudent:
-    """A student whose g_theta starts as a copy of the prior's UNet (cfg: t_fixed, adapter_channels, mode)."""
+def build_student(prior_unet: UNet2DModel, scheduler, cfg: dict, operator_identity: dict | None = None) -> NSDDStudent:
+    """A student whose g_theta starts as a copy of the prior's UNet (cfg: t_fixed, adapter_channels, mode).
+
+    ``operator_identity`` (``physics.identity()``) is stored in its config: the student learned
+    this camera's null space, and refuses to run with another operator.
+    """
     n_train = int(scheduler.config.num_train_timesteps)
     t_fixed = int(cfg["t_fixed"])
     if not 0 <= t_fixed < n_train:
@@ -116,6 +121,7 @@ def build_student(prior_unet: UNet2DModel, scheduler, cfg: dict) -> NSDDStudent:
         image_channels=int(prior_unet.config.out_channels),
         adapter_channels=int(cfg["adapter_channels"]),
         mode=cfg["mode"],
+        operator_identity=operator_identity,
     )
     student.unet.load_state_dict(prior_unet.state_dict())
     return student
@@ -150,6 +156,12 @@ def make_solver(physics, params, context):
     """The reconstruct stage's entry: the distilled student (its folder's marker is the input)."""
     from thincam.solvers import check_params
 
+    from thincam.physics.operators import check_same_operator
+
     check_params("nsdd", nsdd_reconstruct, params, skip=3)
-    student = load_student(Path(context["models"]["student"]).parent).to(context["device"])
+    folder = Path(context["models"]["student"]).parent
+    student = load_student(folder).to(context["device"])
+    if student.config.operator_identity is None:
+        raise BadInputError(f"{folder}: the student records no operator; distil it again")
+    check_same_operator(student.config.operator_identity, physics.identity(), where=f"NSDD student {folder}")
     return lambda y, index: nsdd_reconstruct(student, physics, y, **params)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from thincam.data.h5io import atomic_write_h5
 from thincam.optics.calibrate import camera_psf
+from thincam.optics.condition import psf_spectrum_spread
+
+log = logging.getLogger(__name__)
 
 
 def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike) -> None:
@@ -15,4 +20,6 @@ def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike) -> Non
     (results/psf/{camera}.h5, so its stem is the camera's name in config keys)."""
     key = f"cameras.{Path(out_path).stem}"
     datasets, attrs = camera_psf(camera, where=f"camera for {out_path}", key=key)
+    attrs["spectrum"] = psf_spectrum_spread(datasets["psf"])
+    log.info("%s: |H| spread %s", out_path, json.dumps(attrs["spectrum"]))
     atomic_write_h5(out_path, datasets, attrs, contract="psf")

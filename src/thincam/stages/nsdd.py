@@ -142,7 +142,7 @@ def _prepare(shard_paths, psf_path, operator, prior_path, cfg, seed, device) -> 
     physics = load_operator(psf_path, operator, device=device)
     prior_unet, scheduler = load_prior(prior_path)
     prior_hash = prior_id(prior_path)
-    student = build_student(prior_unet, scheduler, cfg).to(device)
+    student = build_student(prior_unet, scheduler, cfg, operator_identity=physics.identity()).to(device)
     optimizer = torch.optim.AdamW(student.parameters(), lr=float(cfg["lr"]))
     perceptual = None
     if cfg["lpips_weights_dir"] is None or float(cfg["lpips_weight"]) == 0:
