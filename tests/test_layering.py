@@ -126,3 +126,13 @@ def test_workflow_scripts_call_one_stage_function(script):
     stages = [node for node in imported if node.module.startswith("thincam.stages.")]
     assert len(stages) == 1 and len(stages[0].names) == 1, f"{script.name}: {[n.module for n in imported]}"
     assert {node.module for node in imported} <= {"thincam.logs", stages[0].module}
+
+
+def test_schema_methods_are_the_registry():
+    """The config schema types each method's parameters; its method list is the registry's."""
+    import yaml
+
+    from thincam.registry import METHODS
+
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
+    assert set(schema["definitions"]["methods"]["properties"]) == set(METHODS)

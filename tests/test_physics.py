@@ -300,3 +300,15 @@ def test_operator_identity_and_check_same_operator():
     grid = torch.stack([torch.stack([_psf(3, 7, 7, seed=3 * i + j) for j in range(2)]) for i in range(2)])
     metalens = ProductConvolution(grid, (16, 16), pinv=TIKHONOV).identity()
     assert metalens["kind"] == "metalens" and metalens["pinv"] == TIKHONOV
+
+
+def test_one_centring_convention_for_crops_and_placements():
+    """Sensor crop, student placement and PSF crop put a window's centre pixel on the grid's."""
+    from thincam.models.nsdd import place_on_grid
+    from thincam.physics.geometry import centred_start
+
+    assert centred_start(8, 4) == 2 and centred_start(7, 3) == 2 and centred_start(4, 8) == -2
+    y = torch.zeros(1, 1, 4, 6)
+    y[..., 2, 3] = 1.0  # the centre pixel of a 4x6 sensor
+    placed = place_on_grid(y, (9, 9))
+    assert placed[0, 0, 4, 4] == 1.0 and placed.sum() == 1.0

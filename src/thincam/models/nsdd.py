@@ -31,6 +31,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 
 from thincam.errors import BadInputError, CorruptFileError, MissingWeightsError
 from thincam.models.diffusion import PREDICTION_TYPES, prediction_to_x0
+from thincam.physics.geometry import centred_start
 
 MODES = ("null", "full")
 # The distillation output folder is complete only when this file, written last, exists.
@@ -41,7 +42,7 @@ def place_on_grid(y: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """Centre-crop or zero-pad y to ``shape``: sensor centre pixel onto the scene centre pixel."""
     pads = []
     for n_sensor, n_scene in zip(reversed(y.shape[-2:]), reversed(tuple(shape))):
-        before = n_scene // 2 - n_sensor // 2
+        before = centred_start(n_scene, n_sensor)
         pads += [before, n_scene - n_sensor - before]
     return F.pad(y, pads) if any(pads) else y
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from thincam.errors import BadInputError
+from thincam.physics.geometry import centred_start
 from thincam.optics.condition import MIN_SIGNAL_ENERGY, SIGNAL_SIGMAS, psf_energy_concentration
 
 _TIFF = {".tif", ".tiff"}
@@ -200,8 +201,8 @@ def _crop_around(
     """An [C,h,w] window whose centre pixel (h//2, w//2) sits at ``centre``; zeros outside."""
     c, H, W = image.shape
     h, w = size
-    top = int(round(centre[0])) - h // 2
-    left = int(round(centre[1])) - w // 2
+    top = centred_start(H, h, centre=int(round(centre[0])))
+    left = centred_start(W, w, centre=int(round(centre[1])))
     out = np.zeros((c, h, w), dtype=image.dtype)
     sy0, sx0 = max(top, 0), max(left, 0)
     sy1, sx1 = min(top + h, H), min(left + w, W)

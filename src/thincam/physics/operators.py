@@ -25,6 +25,7 @@ import torch
 from deepinv.physics import LinearPhysics
 
 from thincam.errors import BadInputError
+from thincam.physics.geometry import centred_start
 
 
 def _fft_shape(n: int) -> int:
@@ -44,7 +45,8 @@ def _crop_geometry(scene, psf, sensor) -> CropGeometry:
     """Put the scene centre, shifted by the PSF centre, at the sensor centre."""
     full, offset = [], []
     for n_scene, n_psf, n_sensor in zip(scene, psf, sensor):
-        start = n_scene // 2 + n_psf // 2 - n_sensor // 2
+        # the full convolution's centre for this placement is the scene centre shifted by the PSF's
+        start = centred_start(n_scene, n_sensor, centre=n_scene // 2 + n_psf // 2)
         if start < 0 or start + n_sensor > n_scene + n_psf - 1:
             raise ValueError(
                 f"sensor {tuple(sensor)} does not fit the convolution of scene {tuple(scene)} "
