@@ -10,7 +10,13 @@ sys.path.insert(0, str(SRC))
 
 from thincam.codehash import code_hash  # noqa: E402
 from thincam.config_checks import check_config, coerce_numeric_strings  # noqa: E402
-from thincam.registry import CHOICE_SPLIT, METHODS, REPORT_SPLIT, SPLITS  # noqa: E402
+from thincam.registry import (  # noqa: E402
+    CHOICE_SPLIT,
+    METHODS,
+    REPORT_SPLIT,
+    SPLITS,
+    STUDENTS,
+)
 
 coerce_numeric_strings(config)  # YAML reads 1e-6 (no dot) as text; mean the number
 validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
@@ -237,13 +243,14 @@ def method_code(wildcards):
 
 def method_models(wildcards):
     """Trained models a method needs, as named inputs (none for the classic baselines)."""
-    if wildcards.method in ("dps", "ddnm"):
+    needs = METHODS[wildcards.method].needs
+    if needs == "prior":
         return {"prior": prior_dir(wildcards)}
-    if wildcards.method in ("nsdd", "nsdd_full"):
+    if needs == "student":
         return {
             "student": f"results/{wildcards.method}/{wildcards.dataset}/distill.json"
         }
-    if wildcards.method == "dmdiff":
+    if needs == "dmdiff":
         model = variant_params(wildcards)["model"]
         return {
             "dmdiff": f"results/dmdiff/{wildcards.dataset}/{model}/model",

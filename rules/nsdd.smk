@@ -48,7 +48,7 @@ rule distill_nsdd:
     benchmark:
         "benchmarks/distill_nsdd/{student}/{dataset}.tsv"
     wildcard_constraints:
-        student="nsdd|nsdd_full",
+        student="|".join(STUDENTS),
     conda:
         TORCH_ENV
     threads: job_threads("distill_nsdd")
@@ -60,7 +60,7 @@ rule distill_nsdd:
         operator=lambda w: nsdd_cfg(w).get("operator", {}),
         student=lambda w: {
             **nsdd_cfg(w)["student"],
-            "mode": "null" if w.student == "nsdd" else "full",
+            "mode": STUDENTS[w.student],
         },
         checkpoint="results/checkpoints/{student}/{dataset}.pt",
         seed=config["seed"],
