@@ -236,6 +236,14 @@ def dmdiff_pseudo_pairs(wildcards):
     return {}
 
 
+def method_operator(wildcards):
+    """Overrides of the dataset's operator a method runs with: a student runs with the operator
+    it was distilled with (``nsdd.operator``); every other method with the dataset's own."""
+    if METHODS[wildcards.method].needs == "student":
+        return nsdd_cfg(wildcards).get("operator", {})
+    return {}
+
+
 def method_code(wildcards):
     """The reconstruct stage's hash plus the method's own module graph (loaded by name)."""
     return code("reconstruct:reconstruct", METHODS[wildcards.method].module)

@@ -20,6 +20,7 @@ rule reconstruct:
         gpu=TORCH_GPUS,
     params:
         params=variant_params,
+        operator=method_operator,
         timing=split_timing,
         seed=config["seed"],
         device=config["device"],

@@ -10,6 +10,7 @@ with torch_job(snakemake.log[0], snakemake.threads):
         method=snakemake.wildcards.method,
         variant=snakemake.wildcards.variant,
         params=snakemake.params.params,
+        operator=snakemake.params.operator,
         timing=snakemake.params.timing,
         seed=snakemake.params.seed,
         device=snakemake.params.device,

@@ -43,6 +43,7 @@ def reconstruct(
     variant: str,
     params: Mapping[str, Any],
     timing: Mapping[str, Any],
+    operator: Mapping[str, Any] | None = None,
     seed: int = 0,
     device: str = "cpu",
     batch_size: int = 16,
@@ -51,7 +52,8 @@ def reconstruct(
     """Reconstruct every image of a dataset file and time ``timing['n_images']`` of them alone.
 
     ``latency_s`` is the median of ``repeats`` timed runs (after ``warmup``) at batch size 1;
-    images beyond ``n_images`` are not timed and hold NaN.
+    images beyond ``n_images`` are not timed and hold NaN. ``operator`` overrides keys of the
+    dataset's operator (a student runs with the A+ it was distilled with).
     """
     import torch
     from thincam.logs import progress
@@ -59,7 +61,7 @@ def reconstruct(
     arrays, attrs = read_h5(data_path, names=["y", "index"], contract="dataset")
     if attrs["dataset"] != dataset:
         raise BadInputError(f"{data_path}: holds dataset {attrs['dataset']!r}, not {dataset!r}")
-    physics = load_operator(psf_path, json_attr(attrs, "operator"), device=device)
+    physics = load_operator(psf_path, {**json_attr(attrs, "operator"), **dict(operator or {})}, device=device)
     context = {
         "dataset": dataset,
         "seed": seed,
