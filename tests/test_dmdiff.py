@@ -401,10 +401,14 @@ def test_training_is_deterministic_and_validates_config(base_dir, tmp_path):
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         train_dmdiff(base_dir, pairs, FWHM, tmp_path / name, TRAIN, seed=seed)
     files = ("unet_lora/adapter_model.safetensors", "vae_encoder_lora/adapter_model.safetensors",
-             "svda.safetensors", "train_loss.csv")  # fmt: skip
+             "svda.safetensors", "train_loss.csv", "unet_lora/adapter_config.json",
+             "vae_encoder_lora/adapter_config.json")  # fmt: skip
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     assert (tmp_path / "a" / files[0]).read_bytes() != (tmp_path / "c" / files[0]).read_bytes()
+    # peft writes target_modules from a set, whose order follows PYTHONHASHSEED: saved sorted
+    targets = json.loads((tmp_path / "a" / files[4]).read_text())["target_modules"]
+    assert targets == sorted(targets)
     config = json.loads((tmp_path / "a" / "dmdiff_config.json").read_text())
     assert config["score"] == LaplacianQuality.name and config["training"]["loss"] == "l2"
     assert config["svda"] and config["use_fwhm"] and config["rank_unet"] == 2

@@ -170,12 +170,22 @@ class DMDiff:
         """peft adapters (adapter_config.json + adapter_model.safetensors), SVDA, config JSON."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.vae_lora.save_pretrained(out_dir / VAE_LORA_DIR)
-        self.unet_lora.save_pretrained(out_dir / UNET_LORA_DIR)
+        for lora, name in ((self.vae_lora, VAE_LORA_DIR), (self.unet_lora, UNET_LORA_DIR)):
+            lora.save_pretrained(out_dir / name)
+            _sort_target_modules(out_dir / name / "adapter_config.json")
         if self.svda is not None:
             save_svda(self.svda, out_dir)
         config = {**self.config, "timestep": self.timestep, **(extra or {})}
         (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def _sort_target_modules(config_path: Path) -> None:
+    """peft writes ``target_modules`` from a Python set, so its order follows PYTHONHASHSEED;
+    sorted, the same training gives the same bytes in every process."""
+    config = json.loads(config_path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def load_dmdiff(
