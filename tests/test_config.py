@@ -24,13 +24,13 @@ def test_default_config_plans(tmp_path):
 
 def test_unknown_key(tmp_path):
     config = tiny_config()
-    config["datasets"]["faces_dots"]["noise"]["gaussian_sigmaa"] = 0.1
+    config["datasets"]["faces_phlatcam"]["noise"]["gaussian_sigmaa"] = 0.1
     _dry_run_fails(tmp_path, config, "gaussian_sigmaa")
 
 
 def test_wrong_type(tmp_path):
     config = tiny_config()
-    config["datasets"]["faces_dots"]["splits"]["train"] = "many"
+    config["datasets"]["faces_phlatcam"]["splits"]["train"] = "many"
     _dry_run_fails(tmp_path, config, "'many' is not of type 'integer'")
 
 
@@ -42,12 +42,12 @@ def test_missing_input_path(tmp_path):
 
 def test_dangling_camera(tmp_path):
     config = tiny_config()
-    config["datasets"]["faces_dots"]["camera"] = "hubble"
-    _dry_run_fails(tmp_path, config, "datasets.faces_dots.camera", "hubble")
+    config["datasets"]["faces_phlatcam"]["camera"] = "hubble"
+    _dry_run_fails(tmp_path, config, "datasets.faces_phlatcam.camera", "hubble")
 
 
 def test_undefined_variant_is_named(tmp_path):
-    result = run_snakemake(tmp_path, tiny_config(), "-n", "results/recon/faces_dots/test/wiener/K42.h5")
+    result = run_snakemake(tmp_path, tiny_config(), "-n", "results/recon/faces_phlatcam/test/wiener/K42.h5")
     assert result.returncode != 0
     assert "no variant 'K42'" in result.stdout + result.stderr
 

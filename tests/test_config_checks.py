@@ -23,7 +23,7 @@ def test_default_config_passes():
 
 
 def _no_test_images(config):
-    config["datasets"]["faces_dots"]["splits"]["test"] = 0
+    config["datasets"]["faces_phlatcam"]["splits"]["test"] = 0
 
 
 def _dark_frame_with_corner_background(config):
@@ -43,7 +43,7 @@ def _tsvd_on_the_metalens(config):
 
 
 def _tsvd_override_on_a_linear_teacher(config):
-    faces = config["datasets"]["faces_dots"]
+    faces = config["datasets"]["faces_phlatcam"]
     faces["operator"] = {"kind": "lensless", "boundary": "linear", "pinv": {"kind": "tikhonov", "lam": 0.01}}
     faces["nsdd"]["operator"] = {"pinv": {"kind": "tsvd", "threshold": 0.1}}
 
@@ -51,7 +51,7 @@ def _tsvd_override_on_a_linear_teacher(config):
 @pytest.mark.parametrize(
     "breaks, message",
     [
-        (_no_test_images, "config key datasets.faces_dots.splits.test: 0 test images, but methods"),
+        (_no_test_images, "config key datasets.faces_phlatcam.splits.test: 0 test images, but methods"),
         (
             _dark_frame_with_corner_background,
             "config keys cameras.diffusercam.dark_path and cameras.diffusercam.background",
@@ -59,7 +59,7 @@ def _tsvd_override_on_a_linear_teacher(config):
         (_dark_background_without_frame, "cameras.diffusercam.background: 'dark' needs cameras.diffusercam.dark_path"),
         (_tsvd_on_the_linear_operator, "datasets.diffusercam_hand.operator.pinv.kind: 'tsvd' needs"),
         (_tsvd_on_the_metalens, "datasets.natural_metalens.operator.pinv.kind: 'tsvd' needs"),
-        (_tsvd_override_on_a_linear_teacher, "datasets.faces_dots.nsdd.operator.pinv.kind"),
+        (_tsvd_override_on_a_linear_teacher, "datasets.faces_phlatcam.nsdd.operator.pinv.kind"),
     ],
 )
 def test_bad_combinations_name_their_keys(breaks, message):
@@ -91,7 +91,7 @@ def test_exponent_strings_become_numbers_before_validation():
     assert fixed["mu1"] == 1e-6 and isinstance(fixed["mu1"], float)
     assert fixed["n_iter"] == 300 and isinstance(fixed["n_iter"], int)
     # Keys, names and other text stay as written; the input is not modified.
-    assert "K1e-2" in coerced["datasets"]["faces_dots"]["methods"]["wiener"]
+    assert "K1e-2" in coerced["datasets"]["faces_phlatcam"]["methods"]["wiener"]
     assert coerced["figures"] == config["figures"] and params["mu1"] == "1e-6"
     assert coerce_numeric_strings({"a": ["3.5E+2", "-.5e-1", "e5", "1e", "1.5", "x1e5"]}) == {
         "a": [350, -0.05, "e5", "1e", "1.5", "x1e5"]

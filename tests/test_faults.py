@@ -1,6 +1,6 @@
 """Workflow-level faults (issue 7 item 4): kill -9 mid-job, damaged HDF5 outputs, recovery.
 
-Only the faces_dots dataset is configured. One uninterrupted reference run (module fixture) makes
+Only the faces_phlatcam dataset is configured. One uninterrupted reference run (module fixture) makes
 the PSF, data, prior, two target shards and the NSDD student; each test works on a copy of it
 (files and Snakemake metadata, mtimes kept) so that nothing upstream is recomputed, and compares
 what it regenerates with the reference byte for byte.
@@ -37,23 +37,23 @@ from workflow_helpers import (
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
-SHARDS = [f"results/targets/faces_dots/shard-{k:04d}.h5" for k in range(2)]
-MARKER = "results/nsdd/faces_dots/distill.json"
-STUDENT_DIR = "results/nsdd/faces_dots"
-CHECKPOINT = "results/checkpoints/nsdd/faces_dots.pt"
-DISTILL_LOG = "logs/distill_nsdd/nsdd/faces_dots.log"
+SHARDS = [f"results/targets/faces_phlatcam/shard-{k:04d}.h5" for k in range(2)]
+MARKER = "results/nsdd/faces_phlatcam/distill.json"
+STUDENT_DIR = "results/nsdd/faces_phlatcam"
+CHECKPOINT = "results/checkpoints/nsdd/faces_phlatcam.pt"
+DISTILL_LOG = "logs/distill_nsdd/nsdd/faces_phlatcam.log"
 STUDENT_STEPS, CHECKPOINT_EVERY = 16, 4
 TEMP_NAME = re.compile(r"\.shard-\d{4}\.h5\..+\.tmp")
 
 
 def faults_config() -> dict:
-    """tiny_config() reduced to faces_dots; a longer teacher and student so that kills land mid-job."""
+    """tiny_config() reduced to faces_phlatcam; a longer teacher and student so that kills land mid-job."""
     config = tiny_config()
-    faces = config["datasets"]["faces_dots"]
-    config["datasets"] = {"faces_dots": faces}
+    faces = config["datasets"]["faces_phlatcam"]
+    config["datasets"] = {"faces_phlatcam": faces}
     config["cameras"] = {"dots": config["cameras"]["dots"]}
     config["priors"] = {"faces": config["priors"]["faces"]}
-    config["tables"] = {"nsdd_main": "faces_dots"}
+    config["tables"] = {"nsdd_main": "faces_phlatcam"}
     config["figures"]["capture_figures"] = {}
     assert faces["nsdd"]["n_shards"] == len(SHARDS)
     faces["nsdd"]["teacher"]["steps"] = 50  # seconds of DDNM+ per shard: room for a kill
@@ -155,8 +155,8 @@ def test_kill_during_target_shard(reference, tmp_path):
         if len(done) != 1:
             return False
         other = next(p for p in shards if p not in done)
-        log = workdir / f"logs/ddnm_targets/faces_dots/{other.stem}.log"
-        if f"targets faces_dots shard {int(other.stem[-4:])}" not in log_text(log):
+        log = workdir / f"logs/ddnm_targets/faces_phlatcam/{other.stem}.log"
+        if f"targets faces_phlatcam shard {int(other.stem[-4:])}" not in log_text(log):
             return False  # still importing
         state.update(done=done[0], killed=other)
         return True
@@ -278,7 +278,7 @@ def test_damaged_shards_are_named_and_regenerated(reference, tmp_path):
 
 def test_negative_n_shards_fails_before_any_job(tmp_path):
     config = faults_config()
-    config["datasets"]["faces_dots"]["nsdd"]["n_shards"] = -1
+    config["datasets"]["faces_phlatcam"]["nsdd"]["n_shards"] = -1
     result = run_snakemake(tmp_path, config, MARKER, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode != 0

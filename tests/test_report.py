@@ -352,7 +352,7 @@ DEFAULT_SWEEPS = {"wiener": "K", "dps": "zeta", "ddnm": "steps"}
 
 
 def default_metrics(lpips=True):
-    """metrics.csv of the default config: faces_dots (NSDD) and natural_metalens (DMDiff).
+    """metrics.csv of the default config: faces_phlatcam (NSDD) and natural_metalens (DMDiff).
 
     The val split, where tables choose, has the methods with several variants; there DDNM+ s50
     beats s100, which is better on test: figures must show what the table chose.
@@ -364,8 +364,8 @@ def default_metrics(lpips=True):
     ]
     rows = []
     for dataset, split, runs in (
-        ("faces_dots", "test", NSDD_RUNS),
-        ("faces_dots", "val", val),
+        ("faces_phlatcam", "test", NSDD_RUNS),
+        ("faces_phlatcam", "val", val),
         ("natural_metalens", "test", DMDIFF_RUNS),
     ):
         for method, variant, params, psnr, score, latency in runs:
@@ -373,7 +373,7 @@ def default_metrics(lpips=True):
                 {
                     "dataset": dataset,
                     "split": split,
-                    "camera": "dots" if dataset == "faces_dots" else "metalens",
+                    "camera": "dots" if dataset == "faces_phlatcam" else "metalens",
                     "method": method,
                     "variant": variant,
                     "n_images": 16,
@@ -457,8 +457,8 @@ def test_layout_check_catches_overlap_and_clipping():
 
 @pytest.mark.parametrize("lpips, named", [(True, "LPIPS ↓"), (False, "GMSD (weight-free) ↓")])
 def test_quality_vs_time_layout(tmp_path, lpips, named):
-    png = tmp_path / "quality_vs_time_faces_dots.png"
-    fig = figures.quality_vs_time(default_metrics(lpips), "faces_dots", png)
+    png = tmp_path / "quality_vs_time_faces_phlatcam.png"
+    fig = figures.quality_vs_time(default_metrics(lpips), "faces_phlatcam", png)
     assert_figure(png)
     assert_readable_layout(fig)
     ax = fig.axes[0]
@@ -474,7 +474,7 @@ def test_quality_vs_time_layout(tmp_path, lpips, named):
     assert filled_points(fig)["DPS"] == [[0.63, pytest.approx(0.281 * scale)]]
     assert filled_points(fig)["DDNM+"] == [[0.36, pytest.approx(0.204 * scale)]]
     fig = figures.quality_vs_time(
-        default_metrics(lpips), "faces_dots", png, reported=[("dps", "zeta1")]
+        default_metrics(lpips), "faces_phlatcam", png, reported=[("dps", "zeta1")]
     )
     assert filled_points(fig)["DPS"] == [[0.62, pytest.approx(0.302 * scale)]]
 
@@ -491,14 +491,14 @@ def filled_points(fig):
 def test_quality_vs_time_names_missing_values(tmp_path):
     metrics = default_metrics().assign(latency_s=0.0)
     with pytest.raises(
-        BadInputError, match="no faces_dots run has both a positive latency and lpips"
+        BadInputError, match="no faces_phlatcam run has both a positive latency and lpips"
     ):
-        figures.quality_vs_time(metrics, "faces_dots", tmp_path / "q.png")
+        figures.quality_vs_time(metrics, "faces_phlatcam", tmp_path / "q.png")
 
 
 def test_sweep_layout(tmp_path):
-    png = tmp_path / "sweep_faces_dots.png"
-    fig = figures.sweep(default_metrics(), "faces_dots", png, DEFAULT_SWEEPS)
+    png = tmp_path / "sweep_faces_phlatcam.png"
+    fig = figures.sweep(default_metrics(), "faces_phlatcam", png, DEFAULT_SWEEPS)
     assert_figure(png)
     assert_readable_layout(fig)
     assert len(fig.axes) == 6  # LPIPS and PSNR rows, a column per swept method
@@ -506,8 +506,8 @@ def test_sweep_layout(tmp_path):
     ddnm_lpips = fig.axes[2].lines[0]
     assert list(ddnm_lpips.get_xdata()) == [20, 50, 100]
     assert list(ddnm_lpips.get_ydata()) == [0.231, 0.204, 0.198]
-    with pytest.raises(BadInputError, match="no faces_dots admm run has parameter 'mu1'"):
-        figures.sweep(default_metrics(), "faces_dots", png, {"admm": "mu1"})
+    with pytest.raises(BadInputError, match="no faces_phlatcam admm run has parameter 'mu1'"):
+        figures.sweep(default_metrics(), "faces_phlatcam", png, {"admm": "mu1"})
 
 
 def write_default_run(tmp_path, dataset, runs, lpips=True):
@@ -556,9 +556,9 @@ def test_nsdd_qualitative_grid(tmp_path):
     metrics_csv = tmp_path / "metrics.csv"
     write_csv_atomic(default_metrics(), metrics_csv)
     table = tmp_path / "nsdd_main.csv"
-    write_csv_atomic(tables.nsdd_main_table(default_metrics(), "faces_dots"), table)
-    data_path, recons, csvs = write_default_run(tmp_path, "faces_dots", NSDD_RUNS)
-    chosen = report.figure_columns(str(metrics_csv), "faces_dots", str(table))
+    write_csv_atomic(tables.nsdd_main_table(default_metrics(), "faces_phlatcam"), table)
+    data_path, recons, csvs = write_default_run(tmp_path, "faces_phlatcam", NSDD_RUNS)
+    chosen = report.figure_columns(str(metrics_csv), "faces_phlatcam", str(table))
     assert chosen == [
         ("wiener", "K1e-2"),
         ("admm", "it100"),
@@ -566,10 +566,10 @@ def test_nsdd_qualitative_grid(tmp_path):
         ("ddnm", "s50"),
         ("nsdd", "main"),
     ]
-    png = tmp_path / "qualitative_faces_dots.png"
+    png = tmp_path / "qualitative_faces_phlatcam.png"
     report.qualitative(data_path, recons, csvs, str(png), 4, str(metrics_csv), str(table))
     assert_figure(png)
-    report.quality_vs_time(str(metrics_csv), "faces_dots", str(tmp_path / "q.png"), str(table))
+    report.quality_vs_time(str(metrics_csv), "faces_phlatcam", str(tmp_path / "q.png"), str(table))
     assert_figure(tmp_path / "q.png")
     y, columns, x, scores = qualitative_inputs(data_path, recons, csvs, chosen)
     fig = figures.qualitative(y, columns, png, x, scores, n_images=4)
@@ -635,7 +635,7 @@ def test_dmdiff_qualitative_grid_without_lpips(tmp_path):
 def test_qualitative_without_a_paper_table_shows_each_methods_best(tmp_path):
     metrics_csv = tmp_path / "metrics.csv"
     write_csv_atomic(default_metrics(), metrics_csv)
-    assert report.figure_columns(str(metrics_csv), "faces_dots") == [
+    assert report.figure_columns(str(metrics_csv), "faces_phlatcam") == [
         ("wiener", "K1e-2"),
         ("admm", "it100"),
         ("dps", "zeta3"),
@@ -646,7 +646,7 @@ def test_qualitative_without_a_paper_table_shows_each_methods_best(tmp_path):
 
 
 def test_qualitative_rejects_recon_of_another_dataset(tmp_path):
-    data_path, _, csvs = write_default_run(tmp_path, "faces_dots", NSDD_RUNS[:1])
+    data_path, _, csvs = write_default_run(tmp_path, "faces_phlatcam", NSDD_RUNS[:1])
     other = tmp_path / "other"
     _, bad, _ = write_default_run(other, "flowers", NSDD_RUNS[:1])
     table = tmp_path / "table.csv"
@@ -707,7 +707,7 @@ def test_capture_figure(tmp_path):
 
 
 def test_table_variants_round_trip():
-    table = tables.nsdd_main_table(default_metrics(), "faces_dots")
+    table = tables.nsdd_main_table(default_metrics(), "faces_phlatcam")
     assert tables.table_variants(table)[2] == ("dps", "zeta3")
     with pytest.raises(BadInputError, match="needs Method and Variant"):
         tables.table_variants(table.drop(columns="Variant"))

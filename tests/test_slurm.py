@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 CLUSTER = REPO / "scripts" / "slurm_cluster.py"
 TARGETS = [
     "results/psf/dots.h5",
-    "results/data/faces_dots/test.h5",
+    "results/data/faces_phlatcam/test.h5",
     "results/data/natural_metalens/test.h5",
 ]
 PROFILES = {name: REPO / "profiles" / name for name in ("slurm", "cluster-generic")}

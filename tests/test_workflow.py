@@ -43,7 +43,7 @@ def test_psf_contracts(finished_run):
 
 def test_dataset_contracts(finished_run):
     workdir, config = finished_run
-    arrays, _ = read_h5(workdir / "results/data/faces_dots/test.h5", contract="dataset")
+    arrays, _ = read_h5(workdir / "results/data/faces_phlatcam/test.h5", contract="dataset")
     assert arrays["x"].shape == (3, 3, 16, 16) and arrays["y"].shape == (3, 3, 16, 16)
     arrays, _ = read_h5(workdir / "results/data/diffusercam_hand/test.h5", contract="dataset")
     assert "x" not in arrays and arrays["y"].shape == (1, 1, 300, 400)
@@ -62,11 +62,11 @@ def test_tables_and_figures(finished_run):
     hand = metrics[metrics.dataset == "diffusercam_hand"].iloc[0]
     assert np.isnan(hand.psnr) and np.isfinite(hand.consistency)
     assert metrics.lpips.isna().all()  # no weights installed: empty, never 0
-    faces = metrics[(metrics.dataset == "faces_dots") & (metrics.split == "test")]
+    faces = metrics[(metrics.dataset == "faces_phlatcam") & (metrics.split == "test")]
     assert np.isfinite(faces.psnr).all() and (faces.latency_s > 0).all()
     # The tiny prior trains for seconds, so only prior-free methods must already be good.
     assert (faces[faces.method.isin(["wiener", "admm", "nsdd"])].psnr > 12).all()
-    for name in ("quality_vs_time_faces_dots", "qualitative_faces_dots", "sweep_faces_dots", "capture_diffusercam_hand"):
+    for name in ("quality_vs_time_faces_phlatcam", "qualitative_faces_phlatcam", "sweep_faces_phlatcam", "capture_diffusercam_hand"):
         for ext in ("png", "pdf"):
             assert (workdir / f"results/figures/{name}.{ext}").stat().st_size > 1000
     main = pd.read_csv(workdir / "results/tables/nsdd_main.csv")
@@ -145,10 +145,10 @@ def test_incremental_variant_change(finished_run):
     """One variant's parameter: only its reconstructions (val and test) and their descendants."""
     workdir, config = finished_run
     changed = copy.deepcopy(config)
-    changed["datasets"]["faces_dots"]["methods"]["wiener"]["K1e-2"]["K"] = 0.02
+    changed["datasets"]["faces_phlatcam"]["methods"]["wiener"]["K1e-2"]["K"] = 0.02
     plan = _plan(finished_run, changed)
     assert plan["reconstruct"] == 2 and plan["evaluate"] == 2  # val (the choice) and test
-    assert plan == _forced_plan(finished_run, config, *_recons(workdir, "faces_dots/*/wiener/K1e-2.h5"))
+    assert plan == _forced_plan(finished_run, config, *_recons(workdir, "faces_phlatcam/*/wiener/K1e-2.h5"))
 
 
 def test_incremental_dmdiff_model_change(finished_run):
@@ -181,7 +181,7 @@ def test_html_report(finished_run):
     result = run_snakemake(workdir, config, "--report", "report.html")
     assert result.returncode == 0, result.stderr[-2000:]
     html = (workdir / "report.html").read_text(errors="replace")
-    assert "quality_vs_time_faces_dots.png" in html and "metrics.csv" in html
+    assert "quality_vs_time_faces_phlatcam.png" in html and "metrics.csv" in html
 
 
 def _edited_plan(finished_run, tmp_path, module_path):
