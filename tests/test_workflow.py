@@ -219,3 +219,24 @@ def test_edit_reruns_exactly_the_importing_jobs(finished_run, tmp_path, module_p
 def test_edit_of_a_module_no_job_imports_reruns_nothing(finished_run, tmp_path):
     """config_checks runs in the Snakefile only; no job imports it."""
     assert _edited_plan(finished_run, tmp_path, "config_checks.py") == {}
+
+
+# The papers' claims, pinned on the tiny run (priors trained for seconds, so only claims that
+# follow from the methods' structure can be asserted here; the demo's numbers are in the README).
+def test_nsdd_claims_on_the_tiny_run(finished_run):
+    workdir, _ = finished_run
+    main = pd.read_csv(workdir / "results/tables/nsdd_main.csv").set_index("Method")
+    assert list(main.columns) == ["Variant", "PSNR", "SSIM", "GMSD", "consistency", "time (s)", "memory (MB)"]
+    # One UNet forward against the teacher's several steps (4 or more in the tiny config).
+    assert main.loc["NSDD", "time (s)"] < main.loc["DDNM+", "time (s)"]
+    # Wiener is the only faster method: NSDD is second fastest, as the paper says.
+    assert main["time (s)"].rank().loc["NSDD"] == 2 and main["time (s)"].idxmin() == "Wiener"
+    # DDNM+ enforces the measurement at every step; DPS only nudges towards it.
+    assert main.loc["DDNM+", "consistency"] < main.loc["DPS", "consistency"]
+    # The student stays within 0.1 GMSD of its teacher even after six steps of distillation.
+    assert main.loc["NSDD", "GMSD"] < main.loc["DDNM+", "GMSD"] + 0.1
+    ablation = pd.read_csv(workdir / "results/tables/nsdd_ablation.csv").set_index("Ablation")
+    # The null-space student keeps the anchor's range exactly (tsvd A+); the full-image one
+    # must relearn it: better PSNR and consistency for the null-space student.
+    null, full = ablation.loc["NSDD, null space"], ablation.loc["NSDD, full image"]
+    assert null["PSNR"] > full["PSNR"] and null["consistency"] < full["consistency"]
