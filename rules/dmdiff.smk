@@ -8,6 +8,7 @@ rule pretrain_dmdiff_base:
         "logs/pretrain_dmdiff_base/{dataset}.log",
     benchmark:
         "benchmarks/pretrain_dmdiff_base/{dataset}.tsv"
+    priority: 30  # on the critical path: start it before the cheap jobs
     conda:
         CPU_ENV  # the tiny base only: paper scale loads a local SD-Turbo instead
     threads: job_threads("pretrain_dmdiff_base")
@@ -65,6 +66,7 @@ rule pseudo_pairs:
         "logs/pseudo_pairs/{dataset}.log",
     benchmark:
         "benchmarks/pseudo_pairs/{dataset}.tsv"
+    priority: 25  # on the critical path: start it before the cheap jobs
     conda:
         TORCH_ENV
     resources:

@@ -12,6 +12,7 @@ rule ddnm_targets:
         "benchmarks/ddnm_targets/{dataset}/shard-{shard}.tsv"
     wildcard_constraints:
         shard=r"\d{4}",
+    priority: 45  # on the critical path: start it before the cheap jobs
     conda:
         TORCH_ENV
     resources:
@@ -49,6 +50,7 @@ rule distill_nsdd:
         "benchmarks/distill_nsdd/{student}/{dataset}.tsv"
     wildcard_constraints:
         student="|".join(STUDENTS),
+    priority: 40  # on the critical path: start it before the cheap jobs
     conda:
         TORCH_ENV
     threads: job_threads("distill_nsdd")

@@ -8,6 +8,7 @@ rule train_prior:
         "logs/train_prior/{prior}.log",
     benchmark:
         "benchmarks/train_prior/{prior}.tsv"
+    priority: 50  # on the critical path: start it before the cheap jobs
     conda:
         TORCH_ENV
     threads: job_threads("train_prior")
