@@ -176,9 +176,16 @@ def all_outputs():
     return psfs + report_outputs()
 
 
+def is_adm(prior):
+    return config["priors"][prior].get("kind", "diffusers") == "adm"
+
+
 def prior_dir(wildcards):
-    """A local pretrained prior when configured (no training job), else the trained default."""
+    """A local pretrained diffusers prior when configured (no training job), else the trained
+    default or the registered ADM checkpoint."""
     prior = config["datasets"][wildcards.dataset]["prior"]
+    if is_adm(prior):
+        return f"results/prior/{prior}"
     return config["priors"][prior].get("path") or f"results/prior/{prior}"
 
 

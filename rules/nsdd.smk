@@ -27,6 +27,7 @@ rule ddnm_targets:
         seed=config["seed"],
         device=config["device"],
         code=code("nsdd:ddnm_targets"),
+        bf16=config.get("bf16", False),
     script:
         "../workflow_scripts/ddnm_targets.py"
 
@@ -68,5 +69,6 @@ rule distill_nsdd:
         seed=config["seed"],
         device=config["device"],
         code=code("nsdd:distill_nsdd"),
+        bf16=config.get("bf16", False),
     script:
         "../workflow_scripts/distill_nsdd.py"

@@ -6,6 +6,8 @@ rule train_prior:
         directory("results/prior/{prior}"),
     log:
         "logs/train_prior/{prior}.log",
+    wildcard_constraints:
+        prior="|".join(p for p in config.get("priors", {}) if not is_adm(p)) or "^$",
     benchmark:
         "benchmarks/train_prior/{prior}.tsv"
     priority: 50  # on the critical path: start it before the cheap jobs
@@ -23,3 +25,25 @@ rule train_prior:
         code=code("prior:train_prior"),
     script:
         "../workflow_scripts/train_prior.py"
+
+
+rule register_adm_prior:
+    """A published ADM checkpoint checked to load (DiffUNet) and named by results/prior/{prior}/adm.json."""
+    input:
+        checkpoint=lambda w: config["priors"][w.prior]["path"],
+    output:
+        directory("results/prior/{prior}"),
+    log:
+        "logs/register_adm_prior/{prior}.log",
+    wildcard_constraints:
+        prior="|".join(p for p in config.get("priors", {}) if is_adm(p)) or "^$",
+    conda:
+        CPU_ENV
+    resources:
+        mem_mb=lambda wc, attempt: 8000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
+    params:
+        architecture=lambda w: config["priors"][w.prior]["architecture"],
+        code=code("prior:register_adm_prior"),
+    script:
+        "../workflow_scripts/register_adm_prior.py"

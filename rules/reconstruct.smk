@@ -25,5 +25,7 @@ rule reconstruct:
         seed=config["seed"],
         device=config["device"],
         code=method_code,
+        batch_size=config.get("batch_sizes", {}).get("reconstruct", 16),
+        bf16=config.get("bf16", False),
     script:
         "../workflow_scripts/reconstruct.py"

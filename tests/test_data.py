@@ -8,7 +8,7 @@ import tifffile
 
 from thincam.data import sources
 from thincam.data.h5io import atomic_write_h5, read_h5
-from thincam.data.ingest import find_pairs
+from thincam.data.layouts import find_pairs
 from thincam.data.sources import lfw_faces, rgb_crops
 from thincam.data.splits import split_indices
 from thincam.errors import BadInputError
@@ -151,7 +151,7 @@ def test_ingest_single_capture_has_no_ground_truth(tmp_path):
 def test_ingest_size_mismatch_and_unpaired_names(tmp_path):
     tifffile.imwrite(tmp_path / "big.tif", np.ones((40, 40), np.uint16))
     outs = {s: str(tmp_path / f"{s}.h5") for s in ("train", "val", "test")}
-    cfg = _ingest_cfg(tmp_path / "big.tif", fmt="diffusercam")
+    cfg = {**_ingest_cfg(tmp_path / "big.tif", fmt="diffusercam"), "splits": {"train": 0, "val": 0, "test": 1}}
     with pytest.raises(BadInputError, match=r"big.tif: capture is \(40, 40\).*sensor is \(16, 16\)"):
         ingest_captures(_psf_file(tmp_path / "psf.h5", channels=1), cfg, "x", outs, seed=0)
     for sub, name in (("measurements", "a"), ("references", "b")):
@@ -160,7 +160,7 @@ def test_ingest_size_mismatch_and_unpaired_names(tmp_path):
     with pytest.raises(BadInputError, match="do not pair up"):
         find_pairs("pairs", str(tmp_path / "p"))
     with pytest.raises(BadInputError, match="unknown capture format"):
-        find_pairs("mirflickr", str(tmp_path / "p"))
+        find_pairs("no_such_layout", str(tmp_path / "p"))
 
 
 def test_ingest_bad_inputs_name_the_folder_file_or_key(tmp_path):
@@ -178,7 +178,7 @@ def test_ingest_bad_inputs_name_the_folder_file_or_key(tmp_path):
     import imageio.v3 as iio
 
     iio.imwrite(tmp_path / "hand8.png", np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8))
-    cfg = _ingest_cfg(tmp_path / "hand8.png", fmt="diffusercam")
+    cfg = {**_ingest_cfg(tmp_path / "hand8.png", fmt="diffusercam"), "splits": {"train": 0, "val": 0, "test": 1}}
     with pytest.raises(BadInputError, match="hand8.png: 8-bit file.*datasets.hand.captures.bit_depth says 16"):
         ingest_captures(psf, cfg, "hand", outs, seed=0)
 

@@ -15,4 +15,5 @@ with torch_job(snakemake.log[0], snakemake.threads):
         dataset=snakemake.wildcards.dataset,
         batch_size=snakemake.params.batch_size,
         device=snakemake.params.device,
+        bf16=snakemake.params.bf16,
     )

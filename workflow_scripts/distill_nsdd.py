@@ -13,5 +13,6 @@ with torch_job(snakemake.log[0], snakemake.threads):
         snakemake.params.student,
         seed=snakemake.params.seed,
         device=snakemake.params.device,
+        bf16=snakemake.params.bf16,
         checkpoint_path=snakemake.params.checkpoint,
     )

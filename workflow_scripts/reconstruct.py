@@ -14,5 +14,7 @@ with torch_job(snakemake.log[0], snakemake.threads):
         timing=snakemake.params.timing,
         seed=snakemake.params.seed,
         device=snakemake.params.device,
+        batch_size=snakemake.params.batch_size,
+        bf16=snakemake.params.bf16,
         models={k: v for k, v in snakemake.input.items() if k not in ("data", "psf")},
     )

@@ -113,6 +113,14 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
         for method in dataset.get("sweeps", {}):
             if method not in methods:
                 raise ConfigError(f"config key datasets.{name}.sweeps.{method}: method not configured")
+    for name, prior in (config.get("priors") or {}).items():
+        _check_path(prior.get("path"), f"priors.{name}.path", root)
+        if prior.get("kind") == "adm" and not str(prior["path"]).endswith((".pt", ".pth")):
+            raise ConfigError(f"config key priors.{name}.path: an ADM checkpoint is a .pt/.pth file, got {prior['path']!r}")
+    for name, dataset in config["datasets"].items():
+        prior = dataset.get("prior")
+        if prior is not None and prior not in (config.get("priors") or {}):
+            raise ConfigError(f"config key datasets.{name}.prior: no prior {prior!r} configured")
     _check_path((config.get("metrics") or {}).get("weights_dir"), "metrics.weights_dir", root)
     for dataset, recon in config["figures"]["capture_figures"].items():
         method, _, variant = recon.partition("/")

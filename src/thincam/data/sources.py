@@ -116,6 +116,34 @@ def folder_images(path: str, shape: tuple[int, int], channels: int = 3) -> np.nd
     return np.stack(images).clip(0, 1).astype(np.float32)
 
 
+def ffhq_images(path: str, shape: tuple[int, int], n_images: int | None = None) -> np.ndarray:
+    """The first ``n_images`` FFHQ faces by path, RGB [N,3,H,W] in [0,1].
+
+    The release keeps its PNGs in thousand-image subfolders (``00000/00000.png``); a flat folder works too.
+    """
+    from thincam.optics.capture import load_image
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BadInputError(f"{folder}: FFHQ folder does not exist")
+    files = sorted(
+        (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.relative_to(folder).as_posix(),
+    )
+    if not files:
+        raise BadInputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if n_images is not None:
+        if len(files) < n_images:
+            raise BadInputError(f"{folder}: {len(files)} images, the config asks for {n_images}")
+        files = files[:n_images]
+    images = np.empty((len(files), 3, *shape), dtype=np.float32)
+    for k, file in enumerate(files):
+        image = load_image(file)
+        image = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image[:3]
+        images[k] = resize_image(image, shape).clip(0, 1)
+    return images
+
+
 def load_source(source: Mapping[str, Any], shape: tuple[int, int], seed: int) -> np.ndarray:
     """Clean images [N,3,H,W] in [0,1] for a dataset's ``source`` config entry."""
     kind = source["kind"]
@@ -125,4 +153,6 @@ def load_source(source: Mapping[str, Any], shape: tuple[int, int], seed: int) ->
         return rgb_crops(shape, source["n_images"], seed)
     if kind == "folder":
         return folder_images(source["path"], shape)
+    if kind == "ffhq":
+        return ffhq_images(source["path"], shape, source.get("n_images"))
     raise BadInputError(f"unknown image source kind {kind!r}")

@@ -30,10 +30,13 @@ from diffusers import ModelMixin, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 
 from thincam.errors import BadInputError, CorruptFileError, MissingWeightsError
+from thincam.models.adm import ADMUNet
 from thincam.models.diffusion import PREDICTION_TYPES, prediction_to_x0
 from thincam.physics.geometry import centred_start
 
 MODES = ("null", "full")
+# g_theta's class by prior kind: a diffusers UNet2DModel or an ADM checkpoint's DiffUNet.
+PRIOR_CLASSES = {"diffusers": UNet2DModel, "adm": ADMUNet}
 # The distillation output folder is complete only when this file, written last, exists.
 MARKER = "distill.json"
 
@@ -63,8 +66,10 @@ class NSDDStudent(ModelMixin, ConfigMixin):
         adapter_channels: int = 32,
         mode: str = "null",
         operator_identity: dict | None = None,
+        prior_kind: str = "diffusers",
     ):
         super().__init__()
+        self.bf16 = False  # bfloat16 autocast of g_theta: a run-time choice, not part of the model
         if mode not in MODES:
             raise BadInputError(f"nsdd mode must be one of {MODES}, got {mode!r}")
         if prediction_type not in PREDICTION_TYPES:
@@ -81,7 +86,9 @@ class NSDDStudent(ModelMixin, ConfigMixin):
         )
         torch.nn.init.zeros_(self.adapter[-1].weight)
         torch.nn.init.zeros_(self.adapter[-1].bias)
-        self.unet = UNet2DModel.from_config(dict(prior_config))
+        if prior_kind not in PRIOR_CLASSES:
+            raise BadInputError(f"nsdd prior_kind must be one of {sorted(PRIOR_CLASSES)}, got {prior_kind!r}")
+        self.unet = PRIOR_CLASSES[prior_kind].from_config(dict(prior_config))
 
     def residual(self, y: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
         """r in [0, 1] image units (unclipped) from the measurement and the anchor."""
@@ -91,7 +98,9 @@ class NSDDStudent(ModelMixin, ConfigMixin):
         y_m = place_on_grid(2.0 * y - 1.0, anchor.shape[-2:])
         z = a * anchor_m + self.adapter(torch.cat([y_m, anchor_m], dim=1))
         t = torch.full((z.shape[0],), cfg.t_fixed, dtype=torch.long, device=z.device)
-        x0 = prediction_to_x0(z, self.unet(z, t).sample, cfg.alpha_bar, cfg.prediction_type)
+        with torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.unet(z, t).sample.float()
+        x0 = prediction_to_x0(z, out, cfg.alpha_bar, cfg.prediction_type)
         return (x0 + 1.0) / 2.0
 
     def forward(self, y: torch.Tensor, physics, anchor: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,6 +132,7 @@ def build_student(prior_unet: UNet2DModel, scheduler, cfg: dict, operator_identi
         adapter_channels=int(cfg["adapter_channels"]),
         mode=cfg["mode"],
         operator_identity=operator_identity,
+        prior_kind="adm" if isinstance(prior_unet, ADMUNet) else "diffusers",
     )
     student.unet.load_state_dict(prior_unet.state_dict())
     return student
@@ -165,4 +175,5 @@ def make_solver(physics, params, context):
     if student.config.operator_identity is None:
         raise BadInputError(f"{folder}: the student records no operator; distil it again")
     check_same_operator(student.config.operator_identity, physics.identity(), where=f"NSDD student {folder}")
+    student.bf16 = context.get("bf16", False)
     return lambda y, index: nsdd_reconstruct(student, physics, y, **params)

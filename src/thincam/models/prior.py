@@ -1,6 +1,8 @@
-"""The diffusion prior: a small diffusers UNet2DModel trained on clean images, or a local
-pretrained diffusers model. Both are stored and loaded in the diffusers ``save_pretrained`` layout
-so the solvers never care where the prior came from.
+"""The diffusion prior: a small diffusers UNet2DModel trained on clean images, a local
+pretrained diffusers model, or a published ADM / guided-diffusion checkpoint (thincam.models.adm).
+The first two are stored in the diffusers ``save_pretrained`` layout; an ADM checkpoint is
+registered by a small folder (``adm.json``: file, architecture, SHA-256) so every stage still
+takes a prior folder, and ``load_prior`` gives the solvers the same (unet, scheduler) either way.
 
 Images are float32 in [0, 1]; the prior sees them mapped to [-1, 1] (the DDPM convention).
 """
@@ -37,6 +39,7 @@ BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "squaredcos
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 LOSS_CSV = "loss.csv"
 PRIOR_JSON = "prior.json"
+ADM_MANIFEST = "adm.json"
 
 
 def prior_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -179,28 +182,73 @@ def _locate(path: Path) -> tuple[Path, Path, Path]:
     return unet_dir, weights[0], schedulers[0]
 
 
+def _adm_manifest(path: Path) -> dict[str, Any] | None:
+    manifest = path / ADM_MANIFEST
+    return json.loads(manifest.read_text()) if manifest.is_file() else None
+
+
 def prior_weights_file(path: str | os.PathLike) -> Path:
     """The UNet weights file of a prior directory (what ``prior_id`` hashes)."""
+    manifest = _adm_manifest(Path(path))
+    if manifest is not None:
+        return Path(manifest["checkpoint"])
     return _locate(Path(path))[1]
 
 
-def prior_id(path: str | os.PathLike) -> str:
-    """SHA-256 of the UNet weights file: names the exact prior a teacher target came from."""
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(prior_weights_file(path), "rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+def prior_id(path: str | os.PathLike) -> str:
+    """SHA-256 of the UNet weights file: names the exact prior a teacher target came from.
+
+    An ADM prior's hash is taken once, when it is registered (its files run to 2 GB).
+    """
+    manifest = _adm_manifest(Path(path))
+    if manifest is not None:
+        return manifest["sha256"]
+    return _sha256(prior_weights_file(path))
+
+
+def register_adm_prior(checkpoint: str | os.PathLike, architecture: str, out_dir: str | os.PathLike) -> None:
+    """The prior folder of a published ADM checkpoint: checked to load, then named by ``adm.json``.
+
+    A wrong or partial file fails here, naming the file and its first mismatching key.
+    """
+    from thincam.models.adm import load_adm_checkpoint
+
+    checkpoint = Path(checkpoint).resolve()
+    unet = load_adm_checkpoint(checkpoint, architecture)
+    facts = {
+        "checkpoint": str(checkpoint),
+        "architecture": architecture,
+        "sha256": _sha256(checkpoint),
+        "n_params": int(sum(p.numel() for p in unet.parameters())),
+    }
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(out) as tmp:
+        (tmp / ADM_MANIFEST).write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
+
+
 def load_prior(path: str | os.PathLike, device: str = "cpu"):
-    """(unet, scheduler) from a trained default or a local pretrained diffusers directory.
+    """(unet, scheduler) from a trained default, a local pretrained diffusers directory or a
+    registered ADM checkpoint (an ``adm.json`` folder).
 
     The UNet is in eval mode with frozen parameters (samplers only need gradients w.r.t. the
     input). Loading is local only: offline a hub id would hang for minutes (docs/traps.md).
     """
     from diffusers import DDPMScheduler, UNet2DModel
 
+    manifest = _adm_manifest(Path(path))
+    if manifest is not None:
+        from thincam.models.adm import adm_scheduler, load_adm_checkpoint
+
+        return load_adm_checkpoint(manifest["checkpoint"], manifest["architecture"], device), adm_scheduler()
     unet_dir, weights, scheduler_config = _locate(Path(path))
     unet = UNet2DModel.from_pretrained(
         unet_dir, local_files_only=True, use_safetensors=weights.suffix == ".safetensors"

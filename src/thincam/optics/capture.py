@@ -39,6 +39,14 @@ def _read_raw(path: Path) -> np.ndarray:
             return np.asarray(tifffile.imread(path))
         if ext in _NPY:
             return np.asarray(np.load(path, allow_pickle=False))
+        if ext == ".png":
+            # OpenCV keeps 16-bit colour PNGs (FlatNet's 12-bit captures); Pillow cuts them to 8 bits.
+            import cv2
+
+            raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if raw is None:
+                raise ValueError("OpenCV could not decode it")
+            return raw[..., [2, 1, 0, *range(3, raw.shape[-1])]] if raw.ndim == 3 else raw
         import imageio.v3 as iio
 
         return np.asarray(iio.imread(path))

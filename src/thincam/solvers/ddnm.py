@@ -245,7 +245,16 @@ def diffusion_solver(sampler, name: str, physics, params, context):
     def solve(y, index):
         seeds = image_seeds(context, index)
         x_T = initial_noise((len(seeds), unet.config.in_channels, *shape), seeds, y.device)
-        return sampler(physics, y, unet, scheduler, x_T=x_T, generator=step_generators(seeds), **params)
+        return sampler(
+            physics,
+            y,
+            unet,
+            scheduler,
+            x_T=x_T,
+            generator=step_generators(seeds),
+            dtype=torch.bfloat16 if context.get("bf16", False) else None,
+            **params,
+        )
 
     return solve
 

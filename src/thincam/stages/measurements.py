@@ -7,7 +7,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from thincam.data.h5io import atomic_write_h5, read_h5
-from thincam.data.ingest import find_pairs, prepare_capture
+from thincam.data.ingest import prepare_capture
+from thincam.data.layouts import center_crop, find_pairs, orient
 from thincam.data.simulate import check_finite, operator_spec, stable_seed
 from thincam.data.sources import resize_image
 from thincam.data.splits import split_indices
@@ -82,8 +83,14 @@ def ingest_captures(
     image_shape = tuple(dataset.get("image_size") or psf_shape)
     spec = operator_spec(dataset["operator"], psf_shape, image_shape)
     pairs = find_pairs(captures["format"], captures["path"])
+    splits = split_indices(
+        len(pairs), dataset["splits"], stable_seed(seed, name, "splits"), key=f"datasets.{name}.splits"
+    )
+    # Only the captures some split uses are read: a release (Mirflickr: 25 000 pairs) can exceed memory.
+    used = np.unique(np.concatenate([splits[split] for split in SPLITS]))
+    position = {int(i): k for k, i in enumerate(used)}
     y, x = [], []
-    for measurement, reference in pairs:
+    for measurement, reference in (pairs[i] for i in used):
         capture = prepare_capture(
             measurement,
             bit_depth=captures.get("bit_depth"),
@@ -92,22 +99,25 @@ def ingest_captures(
             sensor_shape=spec["sensor_shape"],
             channels=psf_arrays["psf"].shape[0],
             bit_depth_key=f"datasets.{name}.captures.bit_depth",
+            crop=captures.get("crop"),
+            fmt=captures["format"],
         )
         check_finite(capture, str(measurement))
         y.append(capture)
         if reference is not None:
-            ref = load_image(reference)
+            ref = orient(load_image(reference), captures["format"])
+            if captures.get("crop") is not None and captures.get("crop_references", False):
+                ref = center_crop(ref, captures["crop"])
             ref = np.repeat(ref, 3, axis=0) if ref.shape[0] == 1 else ref[:3]
             x.append(resize_image(ref, image_shape).clip(0, 1).astype(np.float32))
     y_all = np.stack(y)
     x_all = np.stack(x) if x else None
-    sizes = dataset["splits"]
-    splits = split_indices(len(y_all), sizes, stable_seed(seed, name, "splits"), key=f"datasets.{name}.splits")
     for split in SPLITS:
         index = splits[split]
-        arrays = {"y": y_all[index], "index": index}
+        rows = [position[int(i)] for i in index]
+        arrays = {"y": y_all[rows], "index": index}
         if x_all is not None:
-            arrays["x"] = x_all[index]
+            arrays["x"] = x_all[rows]
         atomic_write_h5(
             out_paths[split],
             arrays,

@@ -51,6 +51,7 @@ def ddnm_targets(
     dataset: str,
     batch_size: int = 8,
     device: str = "cpu",
+    bf16: bool = False,
 ) -> None:
     """Write shard ``shard`` of ``n_shards``: images i with i % n_shards == shard of the split file.
 
@@ -84,7 +85,16 @@ def ddnm_targets(
         with torch.no_grad():
             anchors.append(physics.A_dagger(y).cpu().numpy())
         x_T = initial_noise((len(seeds), *scene), seeds, device=device)
-        target = ddnm_plus(physics, y, unet, scheduler, generator=step_generators(seeds), x_T=x_T, **params)
+        target = ddnm_plus(
+            physics,
+            y,
+            unet,
+            scheduler,
+            generator=step_generators(seeds),
+            x_T=x_T,
+            dtype=torch.bfloat16 if bf16 else None,
+            **params,
+        )
         targets.append(target.cpu().numpy())
     empty = np.zeros((0, *scene), np.float32)
     anchor = np.concatenate(anchors).astype(np.float32) if anchors else empty
@@ -301,6 +311,7 @@ def distill_nsdd(
     seed: int,
     device: str = "cpu",
     checkpoint_path: str | None = None,
+    bf16: bool = False,
 ) -> None:
     """Train the student on the DDNM+ targets; writes model/, training_curve.{csv,png}, then distill.json.
 
@@ -319,6 +330,7 @@ def distill_nsdd(
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
     run = _prepare(shard_paths, psf_path, operator, prior_path, cfg, seed, device)
+    run.student.bf16 = bool(bf16)  # bfloat16 autocast of the prior UNet's forward (config key bf16)
     _resume(checkpoint, run)
     _train(run, seed, device, checkpoint)
     _write_outputs(run, out, prior_path, seed, device)

@@ -1,4 +1,5 @@
-"""The ``train_prior`` rule: a diffusion prior on the clean images of a dataset's training split."""
+"""The prior rules: ``train_prior`` (a diffusion prior on a dataset's clean training images) and
+``register_adm_prior`` (a published ADM checkpoint checked and named by a prior folder)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,8 @@ def train_prior(
     """Train on ``x`` of ``data_path`` and save the prior folder atomically to ``out_dir``."""
     arrays, _ = read_h5(data_path, names=["x"], contract="dataset")
     prior.save_prior(prior.train_prior(arrays["x"], cfg, seed=seed, device=device), out_dir)
+
+
+def register_adm_prior(checkpoint: str | os.PathLike, architecture: str, out_dir: str | os.PathLike) -> None:
+    """Check that ``checkpoint`` loads as ``architecture`` and write its prior folder to ``out_dir``."""
+    prior.register_adm_prior(checkpoint, architecture, out_dir)

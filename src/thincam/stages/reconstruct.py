@@ -48,8 +48,11 @@ def reconstruct(
     device: str = "cpu",
     batch_size: int = 16,
     models: Mapping[str, str] | None = None,
+    bf16: bool = False,
 ) -> None:
     """Reconstruct every image of a dataset file and time ``timing['n_images']`` of them alone.
+
+    ``bf16`` runs the diffusion methods' UNet forwards under bfloat16 autocast.
 
     ``latency_s`` is the median of ``repeats`` timed runs (after ``warmup``) at batch size 1;
     images beyond ``n_images`` are not timed and hold NaN. ``operator`` overrides keys of the
@@ -68,6 +71,7 @@ def reconstruct(
         "device": device,
         "models": dict(models or {}),
         "psf": _psf_arrays(psf_path),
+        "bf16": bool(bf16),
     }
     solve = method_solver(method, physics, params, context)
     grad_mode = contextlib.nullcontext if METHODS[method].gradient else torch.no_grad
@@ -103,6 +107,7 @@ def reconstruct(
             "peak_mem_mb": float(peak_mb),
             "device": device if device == "cpu" else torch.cuda.get_device_name(),
             "n_timed": n_timed,
+            "bf16": bool(bf16),
         },
         contract="recon",
     )

@@ -63,6 +63,7 @@ class DMDiff:
             raise BadInputError(f"DMDiff model config lacks {missing}")
         self.base, self.config = base, {key: config[key] for key in MODEL_KEYS}
         self.timestep = base.scheduler.config.num_train_timesteps - 1
+        self.bf16 = False  # bfloat16 autocast of the UNet: a run-time choice (config key bf16)
         prompts = config["prompts"]
         if set(PATHS) - set(prompts):
             raise BadInputError(f"DMDiff prompts need {PATHS}, got {sorted(prompts)}")
@@ -151,8 +152,8 @@ class DMDiff:
     def denoise(self, z: torch.Tensor, path: str, q) -> torch.Tensor:
         """The one-step clean latent from ``z`` under ``path``'s prompt, at t = T - 1."""
         cond = self.embeds[PATHS.index(path)].expand(z.shape[0], -1, -1)
-        with self.modulation.use(q):
-            out = self.base.unet(z, self.timestep, encoder_hidden_states=cond).sample
+        with self.modulation.use(q), torch.autocast(z.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.base.unet(z, self.timestep, encoder_hidden_states=cond).sample.float()
         return one_step_x0(self.base.scheduler, z, out, self.timestep)
 
     def decode(self, z0: torch.Tensor) -> torch.Tensor:

@@ -55,5 +55,6 @@ def make_solver(physics, params, context):
     check_params("dmdiff", restore, params, skip=3)
     models = context["models"]
     model = load_dmdiff(models["dmdiff"], context["device"], base_dir=models["dmdiff_base"])
+    model.bf16 = context.get("bf16", False)
     fwhm_grid = context["psf"]["fwhm"]
     return lambda y, index: restore(model, y, fwhm_grid, **params)

@@ -1,0 +1,227 @@
+"""Scale model of the paper-scale presets: GPU hours and wall time from measured per-image FLOPs.
+
+Per-image cost of each network forward is counted by ``torch.utils.flop_counter.FlopCounterMode``
+at the preset's real sizes on the meta device (shapes only, no compute), and its CPU time is
+measured at a reduced size as a sanity check of the counter. Stage costs = forward FLOPs x forwards
+per image (DDNM+: steps; DPS: 3 x steps for forward + backward; training: 3 x batch per step) x the
+preset's dataset sizes. GPU time assumes an H200 at its dense bf16 peak of 989 TFLOP/s running at
+``--utilisation`` (default 30 %, the issue's goal for the sampler UNets; an assumption until
+bench/gpu_check.py measures it). Wiener/ADMM (FFTs, seconds per image) and data I/O are left out.
+
+Wall time on N GPUs: stages run in dependency phases (teacher shards and the sampler baselines,
+then the students, then their reconstructions; DMDiff: negative path, pseudo pairs, the trained
+variants, their restorations), each phase's jobs scheduled longest-first over the N GPUs. The job
+count of each preset's plan is that of ``snakemake -n`` on the replica (tests/make_replicas.py).
+
+    python bench/scale_model.py [--gpus 8] [--utilisation 0.3] [--markdown README-table.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
+
+H200_BF16_DENSE_PEAK = 989e12  # FLOP/s
+# The published SD-Turbo (SD 2.1 architecture) configs, for its FLOPs.
+SD_TURBO_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    attention_head_dim=(5, 10, 20, 20),
+    cross_attention_dim=1024,
+    use_linear_projection=True,
+)
+SD_TURBO_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+)
+
+
+def count_flops(fn) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def adm_forward_flops(architecture: str, shape: tuple[int, int]) -> float:
+    from thincam.models.adm import ADMUNet
+
+    with torch.device("meta"):
+        unet = ADMUNet(architecture)
+        x = torch.empty(1, 3, *shape)
+        return count_flops(lambda: unet(x, torch.tensor([500])))
+
+
+def sd_turbo_flops(shape: tuple[int, int]) -> dict[str, float]:
+    """Per-image FLOPs of SD-Turbo's VAE encoder, UNet (one step) and VAE decoder at ``shape``."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    with torch.device("meta"):
+        vae, unet = AutoencoderKL(**SD_TURBO_VAE), UNet2DConditionModel(**SD_TURBO_UNET)
+        image = torch.empty(1, 3, *shape)
+        latent = torch.empty(1, 4, shape[0] // 8, shape[1] // 8)
+        text = torch.empty(1, 77, 1024)
+        return {
+            "encoder": count_flops(lambda: vae.encode(image)),
+            "unet": count_flops(lambda: unet(latent, torch.tensor([999]), encoder_hidden_states=text)),
+            "decoder": count_flops(lambda: vae.decode(latent)),
+        }
+
+
+def cpu_check(architecture: str = "ffhq_256", side: int = 32) -> dict[str, float]:
+    """Counted FLOPs and measured CPU seconds of one ADM forward at a reduced size."""
+    from thincam.models.adm import ADMUNet
+
+    unet = ADMUNet(architecture).eval()
+    x = torch.randn(1, 3, side, side)
+    with torch.no_grad():
+        flops = count_flops(lambda: unet(x, torch.tensor([500])))
+        unet(x, torch.tensor([500]))
+        start = time.perf_counter()
+        unet(x, torch.tensor([500]))
+        seconds = time.perf_counter() - start
+    return {"side": side, "gflop": flops / 1e9, "cpu_s": seconds, "cpu_gflops": flops / seconds / 1e9}
+
+
+def makespan(jobs: list[float], n_gpus: int) -> float:
+    """Longest-processing-time-first schedule of job durations over ``n_gpus``."""
+    loads = [0.0] * max(1, n_gpus)
+    heapq.heapify(loads)
+    for job in sorted(jobs, reverse=True):
+        heapq.heappush(loads, heapq.heappop(loads) + job)
+    return max(loads)
+
+
+def timing_images(config: dict, n_test: int) -> int:
+    """Extra forwards of the timed single-image runs, in images."""
+    timing = config["timing"]
+    n_timed = min(n_test, timing.get("n_images") or n_test)
+    return n_timed * (timing["warmup"] + timing["repeats"])
+
+
+def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[float]]]:
+    """(stage, phase, [GPU seconds per job]) for one preset."""
+    stages = []
+    for name, dataset in config["datasets"].items():
+        shape = tuple(dataset["image_size"])
+        n_train, n_test = dataset["splits"]["train"], dataset["splits"]["test"]
+        n_test_all = n_test + timing_images(config, n_test)
+        methods = dataset.get("methods", {})
+        if "prior" in dataset:
+            prior = config["priors"][dataset["prior"]]
+            forward = adm_forward_flops(prior["architecture"], shape)
+            for variant, p in methods.get("ddnm", {}).items():
+                stages.append((f"{name} DDNM+ {variant}", 1, [n_test_all * p["steps"] * forward / flop_rate]))
+            for variant, p in methods.get("dps", {}).items():
+                stages.append((f"{name} DPS {variant}", 1, [3 * n_test_all * p["steps"] * forward / flop_rate]))
+            if "nsdd" in dataset:
+                nsdd = dataset["nsdd"]
+                per_shard = n_train / nsdd["n_shards"] * nsdd["teacher"]["steps"] * forward / flop_rate
+                stages.append((f"{name} teacher targets", 1, [per_shard] * nsdd["n_shards"]))
+                student = nsdd["student"]
+                train = 3 * student["steps"] * student["batch_size"] * forward / flop_rate
+                students = [s for s in ("nsdd", "nsdd_full") if s in methods]
+                stages.append((f"{name} NSDD distillation", 2, [train] * len(students)))
+                recon = [n_test_all * forward / flop_rate for s in students for _ in methods[s]]
+                stages.append((f"{name} NSDD reconstruction", 3, recon))
+        if "dmdiff" in dataset:
+            spec = dataset["dmdiff"]
+            flops = sd_turbo_flops(shape)
+            one_pass = sum(flops.values())
+            train = spec["train"]
+            step = 3 * train["batch_size"] * one_pass  # the loss backpropagates through the frozen decoder
+            negative = train["steps"] * step / flop_rate
+            stages.append((f"{name} DMDiff negative path", 1, [negative]))
+            stages.append((f"{name} DMDiff pseudo pairs", 2, [spec["unpaired"] * one_pass / flop_rate]))
+            models = [train.get("steps") * step / flop_rate for _ in spec["models"]]
+            stages.append((f"{name} DMDiff training ({len(models)} models)", 3, models))
+            per_image = flops["encoder"] + 2 * flops["unet"] + flops["decoder"]
+            restores = [n_test_all * per_image / flop_rate for _ in methods.get("dmdiff", {})]
+            stages.append((f"{name} DMDiff restoration", 4, restores))
+    return stages
+
+
+def planned_job_count(name: str, replica: Path) -> int:
+    from workflow_helpers import planned_jobs, run_snakemake
+
+    config = yaml.safe_load((REPO / "presets" / f"{name}.yaml").read_text())
+    workdir = replica / f"plan-{name}"
+    workdir.mkdir(exist_ok=True)
+    for sub in ("data", "weights"):
+        if not (workdir / sub).exists():
+            (workdir / sub).symlink_to(replica / sub)
+    result = run_snakemake(workdir, config, "-n", timeout=300)
+    if result.returncode != 0:
+        raise RuntimeError(f"snakemake -n failed for {name}: {result.stderr[-2000:]}")
+    return sum(planned_jobs(result).values())
+
+
+def table(name: str, config: dict, n_gpus: int, utilisation: float, jobs: int) -> str:
+    flop_rate = H200_BF16_DENSE_PEAK * utilisation
+    stages = preset_stages(config, flop_rate)
+    lines = [
+        f"#### {name} ({jobs} jobs in the plan; H200 bf16 dense peak 989 TFLOP/s at {utilisation:.0%})",
+        "",
+        "| stage | jobs | GPU hours |",
+        "|---|---:|---:|",
+    ]
+    for stage, _, jobs_s in stages:
+        lines.append(f"| {stage} | {len(jobs_s)} | {sum(jobs_s) / 3600:,.1f} |")
+    total = sum(sum(j) for _, _, j in stages) / 3600
+    phases = sorted({phase for _, phase, _ in stages})
+    wall = sum(makespan([j for _, p, js in stages if p == phase for j in js], n_gpus) for phase in phases) / 3600
+    lines.append(f"| **total** | {sum(len(j) for _, _, j in stages)} | **{total:,.1f}** |")
+    lines.append("")
+    lines.append(f"Wall time on {n_gpus} GPUs with the configured shards: **{wall:,.1f} h** ({wall / 24:,.1f} days).")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--utilisation", type=float, default=0.3)
+    parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from make_replicas import make_replicas
+
+    check = cpu_check()
+    parts = [
+        f"Counter check: one FFHQ-ADM forward at {check['side']} px counts {check['gflop']:.2f} GFLOP and took "
+        f"{check['cpu_s']:.3f} s on one CPU thread ({check['cpu_gflops']:.0f} GFLOP/s)."
+    ]
+    with tempfile.TemporaryDirectory(prefix="thincam-scale-") as scratch:
+        replica = make_replicas(Path(scratch))
+        for preset in sorted((REPO / "presets").glob("*.yaml")):
+            config = yaml.safe_load(preset.read_text())
+            jobs = planned_job_count(preset.stem, replica)
+            parts.append(table(preset.stem, config, args.gpus, args.utilisation, jobs))
+    text = "\n\n".join(parts)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The paper-scale presets on miniature replicas of their data and weights (tests/make_replicas.py).
+
+Dry runs use each preset unchanged; the slow runs scale it down with tests/preset_overrides/.
+The ADM loader, the release layouts and the 256 px code path are tested here too.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from make_replicas import make_replicas, write_adm_checkpoints, write_flatnet, write_mirflickr
+from thincam.errors import BadInputError, MissingWeightsError
+from workflow_helpers import REPO, planned_jobs, run_snakemake
+
+PRESETS = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))
+OVERRIDES = REPO / "tests" / "preset_overrides"
+
+
+def preset(name: str) -> dict:
+    return yaml.safe_load((REPO / "presets" / f"{name}.yaml").read_text())
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` laid over ``base`` key by key; a null value deletes the key."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def scaled_preset(name: str) -> dict:
+    return merge(preset(name), yaml.safe_load((OVERRIDES / f"{name}.yaml").read_text()))
+
+
+@pytest.fixture(scope="module")
+def replica(tmp_path_factory) -> Path:
+    return make_replicas(tmp_path_factory.mktemp("replica"))
+
+
+def workdir_on(replica: Path, workdir: Path) -> Path:
+    """A fresh project directory whose data/ and weights/ are the replica's."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("data", "weights"):
+        (workdir / name).symlink_to(replica / name)
+    return workdir
+
+
+def n_reconstructions(config: dict) -> int:
+    """Reconstruct jobs: every variant on test, and on val where a table chooses among several."""
+    from thincam.registry import METHODS
+
+    return sum(
+        len(variants) * (2 if len(variants) > 1 and not METHODS[method].every_variant_reported else 1)
+        for dataset in config["datasets"].values()
+        for method, variants in dataset.get("methods", {}).items()
+    )
+
+
+def test_presets_are_complete_and_cover_the_papers():
+    assert PRESETS == ["diffusercam_mirflickr", "dmdiff_metalens", "nsdd_lensless_ffhq", "nsdd_phlatcam"]
+    ffhq = preset("nsdd_lensless_ffhq")["datasets"]["ffhq_lensless"]
+    assert ffhq["image_size"] == [256, 256] and ffhq["methods"]["ddnm"]["s100"]["steps"] == 100
+    assert {"wiener", "admm", "dps", "ddnm", "nsdd", "nsdd_full"} <= set(ffhq["methods"])
+    dmdiff = preset("dmdiff_metalens")["datasets"]["metalens_pairs"]["dmdiff"]
+    assert (dmdiff["train"]["rank_vae"], dmdiff["train"]["rank_unet"], dmdiff["train"]["map_size"]) == (16, 32, 7)
+    assert dmdiff["train"]["lpips_weight"] == 2.5
+    for name in PRESETS:
+        header = (REPO / "presets" / f"{name}.yaml").read_text().split("\nseed:")[0]
+        assert "Data" in header and "Weights" in header and "GPU hours" in header
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_dry_run(replica, tmp_path, name):
+    config = preset(name)
+    result = run_snakemake(workdir_on(replica, tmp_path / name), config, "-n", timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    jobs = planned_jobs(result)
+    assert jobs["reconstruct"] == n_reconstructions(config)
+    for dataset in config["datasets"].values():
+        if "nsdd" in dataset:
+            assert jobs["ddnm_targets"] == dataset["nsdd"]["n_shards"] and jobs["distill_nsdd"] == 2
+        if "prior" in dataset:
+            assert jobs["register_adm_prior"] == 1 and "train_prior" not in jobs
+        if "dmdiff" in dataset:
+            assert jobs["train_dmdiff"] == len(dataset["dmdiff"]["models"]) + 1
+            assert "pretrain_dmdiff_base" not in jobs  # the local SD-Turbo folder is the base
+
+
+@pytest.mark.slow
+@pytest.mark.workflow
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_scaled_run(replica, tmp_path, name):
+    import pandas as pd
+
+    config = scaled_preset(name)
+    workdir = workdir_on(replica, tmp_path / name)
+    result = run_snakemake(workdir, config, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-6000:]
+    metrics = pd.read_csv(workdir / "results/tables/metrics.csv")
+    assert len(metrics) == n_reconstructions(config)
+    assert np.isfinite(metrics.psnr).all() and (metrics.latency_s > 0).all()
+    for kind, dataset in config["tables"].items():
+        if dataset is not None:
+            assert (workdir / f"results/tables/{kind}.csv").stat().st_size > 0
+    for prior in config.get("priors", {}):
+        assert (workdir / f"results/prior/{prior}/adm.json").is_file()
+
+
+def test_adm_checkpoint_errors_name_file_and_key(tmp_path):
+    from thincam.models.adm import load_adm_checkpoint
+
+    files = write_adm_checkpoints(tmp_path)
+    state = torch.load(files["ffhq"], weights_only=True)
+    first = next(iter(state))
+    del state[first]
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(MissingWeightsError, match=rf"partial\.pt: key '{first}'.*missing"):
+        load_adm_checkpoint(tmp_path / "partial.pt", "ffhq_256")
+    with pytest.raises(BadInputError, match=r"ffhq_10m\.pt: key 'time_embed\.0\.weight' has shape \(512, 128\)"):
+        load_adm_checkpoint(files["ffhq"], "imagenet_256_uncond")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(BadInputError, match=r"text\.pt: not a readable torch state dict"):
+        load_adm_checkpoint(tmp_path / "text.pt", "ffhq_256")
+
+
+def test_registered_adm_prior_behaves_like_the_diffusers_prior(tmp_path):
+    from thincam.models.adm import ADMUNet
+    from thincam.models.prior import load_prior, prior_id, register_adm_prior
+    from thincam.solvers.ddnm import predict_eps
+
+    files = write_adm_checkpoints(tmp_path)
+    register_adm_prior(files["ffhq"], "ffhq_256", tmp_path / "prior")
+    unet, scheduler = load_prior(tmp_path / "prior")
+    assert isinstance(unet, ADMUNet) and not any(p.requires_grad for p in unet.parameters())
+    assert scheduler.config.num_train_timesteps == 1000 and scheduler.config.beta_schedule == "linear"
+    assert scheduler.betas[0].item() == pytest.approx(1e-4) and scheduler.betas[-1].item() == pytest.approx(0.02)
+    x = torch.randn(2, 3, 32, 32)
+    eps = predict_eps(unet, x, 500)
+    full = unet.net(x, torch.full((2,), 500), type_t="timestep")
+    assert full.shape[1] == 6 and torch.equal(eps, full[:, :3])  # learned sigma: the first 3 are epsilon
+    assert prior_id(tmp_path / "prior") == __import__("hashlib").sha256(files["ffhq"].read_bytes()).hexdigest()
+
+
+def test_release_layouts_pair_and_orient(tmp_path):
+    from thincam.data.layouts import find_pairs, orient
+    from thincam.optics.capture import load_image
+
+    flatnet = write_flatnet(tmp_path, n=6)
+    pairs = find_pairs("flatnet", str(flatnet))
+    assert len(pairs) == 6 and all(m.parent.name == r.parent.name for m, r in pairs)
+    capture = load_image(pairs[0][0], bit_depth=12)
+    assert capture.shape == (3, 76, 100) and 0.5 < capture.max() <= 1.0  # 12 bits kept, not cut to 8
+    mirflickr = write_mirflickr(tmp_path, n=3)
+    measurement, reference = find_pairs("mirflickr", str(mirflickr))[0]
+    stored = np.load(reference)
+    rgb = orient(load_image(reference), "mirflickr")
+    assert np.allclose(rgb[0], stored[..., 2]) and np.allclose(rgb[2], stored[..., 0])
+
+
+@pytest.mark.slow
+def test_256px_ddnm_steps_and_nsdd_forward_with_the_adm_architecture():
+    """The paper-scale code path on the CPU: FFHQ ADM (93.6 M parameters, random) at 256 px."""
+    from thincam.models.adm import ADMUNet, adm_scheduler
+    from thincam.models.nsdd import build_student
+    from thincam.physics.operators import LenslessConvolution
+    from thincam.solvers.ddnm import ddnm_plus, initial_noise
+
+    torch.manual_seed(0)
+    psf = torch.zeros(3, 256, 256)
+    psf[:, torch.randint(256, (6,)), torch.randint(256, (6,))] = 1.0  # sparse dots: well conditioned
+    psf /= psf.sum(dim=(-2, -1), keepdim=True)
+    physics = LenslessConvolution(psf, boundary="circular", pinv={"kind": "tsvd", "threshold": 1e-3})
+    x = torch.rand(1, 3, 256, 256)
+    y = physics.A(x) + 0.01 * torch.randn(1, 3, 256, 256)
+    unet, scheduler = ADMUNet("ffhq_256").eval().requires_grad_(False), adm_scheduler()
+    xhat = ddnm_plus(
+        physics, y, unet, scheduler, steps=2, eta=0.85, sigma_y=0.01, form="svd", x_T=initial_noise(x.shape, [0])
+    )
+    assert xhat.shape == x.shape and torch.isfinite(xhat).all()
+    student = build_student(unet, scheduler, {"t_fixed": 100, "adapter_channels": 16, "mode": "null"}).eval()
+    with torch.no_grad():
+        anchor = physics.A_dagger(y)
+        out = student(y, physics, anchor)
+        # The null-space student keeps the anchor's range content: A xhat = A A+ y.
+        assert out.shape == x.shape and torch.isfinite(out).all()
+        assert torch.allclose(physics.A(out), physics.A(anchor), atol=1e-3)
