@@ -236,6 +236,12 @@ def dmdiff_train_cfg(wildcards):
     return {**dmdiff_spec(wildcards)["train"], **overrides}
 
 
+def dmdiff_loss_cfg(wildcards):
+    """DMDiff's loss keys, which the UNet baseline trains with too (models.restorer.LOSS_KEYS)."""
+    train = dmdiff_spec(wildcards)["train"]
+    return {k: train[k] for k in ("lpips_weight", "lpips_weights_dir", "weight_free_weight")}
+
+
 def dmdiff_pseudo_pairs(wildcards):
     """The negative path's pairs as a named input, for the models trained on them."""
     if dmdiff_model_spec(wildcards)["pseudo_pairs"]:
@@ -271,6 +277,8 @@ def method_models(wildcards):
             "dmdiff": f"results/dmdiff/{wildcards.dataset}/{model}/model",
             "dmdiff_base": dmdiff_base_dir(wildcards),
         }
+    if wildcards.method == "unet":
+        return {"restorer": f"results/unet/{wildcards.dataset}/model"}
     return {}
 
 
@@ -281,6 +289,23 @@ def paper_tables():
         for kind, dataset in config.get("tables", {}).items()
         if dataset is not None
     }
+
+
+def pseudo_pair_reports():
+    """{dataset: {"file": its pseudo_pairs.h5, "asks": {dmdiff variant: whether its model asks
+    for pseudo pairs}}} for the DMDiff ablation table's dataset, when a model asks for them."""
+    dataset = config.get("tables", {}).get("dmdiff_ablation")
+    if dataset is None:
+        return {}
+    spec = config["datasets"][dataset]
+    models = spec["dmdiff"]["models"]
+    asks = {
+        variant: bool(models[params["model"]]["pseudo_pairs"])
+        for variant, params in spec.get("methods", {}).get("dmdiff", {}).items()
+    }
+    if not any(asks.values()):
+        return {}
+    return {dataset: {"file": f"results/dmdiff/{dataset}/pseudo_pairs.h5", "asks": asks}}
 
 
 def figure_table(dataset):

@@ -54,7 +54,8 @@ rule train_dmdiff:
 
 
 rule pseudo_pairs:
-    """Pseudo metalens captures of the unpaired clean images from the stage-1 negative path."""
+    """Pseudo metalens captures of the unpaired clean images from the stage-1 negative path, with
+    their PSNR against the simulator's true captures (the gate for using them)."""
     input:
         model=f"results/dmdiff/{{dataset}}/{NEGATIVE_PATH_MODEL}/model",
         base=dmdiff_base_dir,
@@ -75,7 +76,36 @@ rule pseudo_pairs:
         gpu=TORCH_GPUS,
     params:
         unpaired=lambda w: dmdiff_spec(w)["unpaired"],
+        min_gain_db=lambda w: dmdiff_spec(w)["pseudo_min_gain_db"],
         device=config["device"],
         code=code("dmdiff:pseudo_pairs"),
     script:
         "../workflow_scripts/pseudo_pairs.py"
+
+
+rule train_unet:
+    """The supervised UNet baseline: DMDiff's real pairs and loss, no diffusion prior."""
+    input:
+        data="results/data/{dataset}/train.h5",
+    output:
+        directory("results/unet/{dataset}/model"),
+    log:
+        "logs/train_unet/{dataset}.log",
+    benchmark:
+        "benchmarks/train_unet/{dataset}.tsv"
+    conda:
+        TORCH_ENV
+    threads: job_threads("train_unet")
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: 30 * attempt,
+        gpu=TORCH_GPUS,
+    params:
+        restorer=lambda w: dmdiff_spec(w)["restorer"],
+        loss=dmdiff_loss_cfg,
+        unpaired=lambda w: dmdiff_spec(w)["unpaired"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code("dmdiff:train_unet"),
+    script:
+        "../workflow_scripts/train_unet.py"

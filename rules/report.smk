@@ -13,6 +13,7 @@ rule aggregate:
         metrics=metric_csvs(),
         recons=recon_files(),
         data=recon_data_files(),
+        pseudo=[r["file"] for r in pseudo_pair_reports().values()],
     output:
         metrics=report(
             "results/tables/metrics.csv",
@@ -31,6 +32,7 @@ rule aggregate:
         CPU_ENV
     params:
         tables=paper_tables(),
+        pseudo=pseudo_pair_reports(),
         code=code("report:aggregate"),
     script:
         "../workflow_scripts/aggregate.py"

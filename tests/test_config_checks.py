@@ -48,6 +48,10 @@ def _tsvd_override_on_a_linear_teacher(config):
     faces["nsdd"]["operator"] = {"pinv": {"kind": "tsvd", "threshold": 0.1}}
 
 
+def _unet_without_restorer(config):
+    del config["datasets"]["natural_metalens"]["dmdiff"]["restorer"]
+
+
 @pytest.mark.parametrize(
     "breaks, message",
     [
@@ -60,6 +64,7 @@ def _tsvd_override_on_a_linear_teacher(config):
         (_tsvd_on_the_linear_operator, "datasets.diffusercam_hand.operator.pinv.kind: 'tsvd' needs"),
         (_tsvd_on_the_metalens, "datasets.natural_metalens.operator.pinv.kind: 'tsvd' needs"),
         (_tsvd_override_on_a_linear_teacher, "datasets.faces_phlatcam.nsdd.operator.pinv.kind"),
+        (_unet_without_restorer, "config key datasets.natural_metalens.dmdiff.restorer: needed by methods.unet"),
     ],
 )
 def test_bad_combinations_name_their_keys(breaks, message):

@@ -37,6 +37,7 @@ from thincam.models.dmdiff.svda import (
 )
 from thincam.models.dmdiff.tokenizer import build_tokenizer, check_tokenizer, write_bpe_vocab
 from thincam.models.dmdiff.train import TRAIN_DEFAULTS, train_dmdiff, train_step
+from thincam.models.losses import WEIGHT_FREE_NAME
 
 PROMPTS = {
     "positive": "a sharp clean high quality photo",
@@ -410,7 +411,9 @@ def test_training_is_deterministic_and_validates_config(base_dir, tmp_path):
     targets = json.loads((tmp_path / "a" / files[4]).read_text())["target_modules"]
     assert targets == sorted(targets)
     config = json.loads((tmp_path / "a" / "dmdiff_config.json").read_text())
-    assert config["score"] == LaplacianQuality.name and config["training"]["loss"] == "l2"
+    weight = TRAIN_DEFAULTS["weight_free_weight"]  # no LPIPS weights: the weight-free term
+    assert config["score"] == LaplacianQuality.name
+    assert config["training"]["loss"] == f"l2 + {weight} * {WEIGHT_FREE_NAME}"
     assert config["svda"] and config["use_fwhm"] and config["rank_unet"] == 2
 
     with pytest.raises(BadInputError, match="sum to 1"):
@@ -442,9 +445,9 @@ def test_lpips_term_enters_the_loss_when_its_weights_exist(base_dir, tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2
     for row in rows:
-        assert float(row["lpips"]) > 0
+        assert float(row["perceptual"]) > 0
         assert float(row["loss"]) == pytest.approx(
-            float(row["l2"]) + 2.5 * float(row["lpips"]), rel=1e-4
+            float(row["l2"]) + 2.5 * float(row["perceptual"]), rel=1e-4
         )
     config = json.loads((tmp_path / "m" / "dmdiff_config.json").read_text())
     assert config["training"]["loss"] == "l2 + 2.5 * lpips(alex)"
@@ -457,6 +460,26 @@ def test_lpips_term_enters_the_loss_when_its_weights_exist(base_dir, tmp_path):
             {**cfg, "lpips_weights_dir": str(tmp_path)},
             0,
         )
+
+
+def test_weight_free_term_enters_the_loss_without_lpips_weights(base_dir, tmp_path):
+    """No LPIPS weights: L2 + weight_free_weight * the weight-free term, logged per step and named
+    in the config; weight 0 is L2 alone."""
+    x = _images(4, seed=5)
+    for weight, name in ((0.3, f"l2 + 0.3 * {WEIGHT_FREE_NAME}"), (0.0, "l2")):
+        out = tmp_path / f"w{weight}"
+        train_dmdiff(base_dir, (_captures(x), x), FWHM, out, {**TRAIN, "weight_free_weight": weight}, seed=0)
+        with open(out / "train_loss.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        assert json.loads((out / "dmdiff_config.json").read_text())["training"]["loss"] == name
+        for row in rows:
+            if weight:
+                assert float(row["perceptual"]) > 0
+                assert float(row["loss"]) == pytest.approx(float(row["l2"]) + weight * float(row["perceptual"]), rel=1e-4)
+            else:
+                assert row["perceptual"] == "" and row["loss"] == row["l2"]
+    with pytest.raises(BadInputError, match="weight_free_weight must be >= 0"):
+        train_dmdiff(base_dir, (_captures(x), x), FWHM, tmp_path / "bad", {**TRAIN, "weight_free_weight": -1}, 0)
 
 
 @pytest.mark.slow
@@ -506,7 +529,7 @@ def test_pretrain_train_pseudo_retrain_restore(tmp_path):
         tmp_path / "stage2",
         cfg,
         seed=0,
-        pseudo_pairs=tmp_path / "pseudo.h5",
+        pseudo_pairs=(arrays["y_pseudo"], arrays["x_clean"]),
     )
     config = json.loads((tmp_path / "stage2" / "dmdiff_config.json").read_text())
     assert config["training"]["n_pseudo"] == 8
@@ -548,26 +571,43 @@ def test_dataset_stages_pair_the_leading_images_and_pseudo_pair_the_rest(
     from thincam.data.h5io import json_attr, read_h5
     from thincam.stages.dmdiff import pseudo_pairs, train_dmdiff
 
+    from thincam.metrics.fidelity import psnr
+    from thincam.stages.dmdiff import pseudo_quality
+
     data, psf = metalens_splits / "train.h5", metalens_splits / "psf.h5"
     train_dmdiff(data, psf, base_dir, tmp_path / "stage1", TRAIN, seed=0, n_unpaired=3)
     training = json.loads((tmp_path / "stage1/dmdiff_config.json").read_text())["training"]
     assert training["n_real"] == 5 and training["n_pseudo"] == 0
-    pseudo_pairs(tmp_path / "stage1", base_dir, data, psf, tmp_path / "p.h5", 3)
-    pairs, attrs = read_h5(tmp_path / "p.h5", contract="pseudo_pairs")
+    assert training["pseudo_pairs"] == {"asked": False, "used": False}
     split, _ = read_h5(data, contract="dataset")
-    assert np.array_equal(pairs["x_clean"], split["x"][5:])
-    assert np.array_equal(pairs["index"], split["index"][5:])
-    assert json_attr(attrs, "fwhm_grid") == read_h5(psf, ["fwhm"])[0]["fwhm"].astype(float).tolist()
-    train_dmdiff(
-        data, psf, base_dir, tmp_path / "full", TRAIN, 0, n_unpaired=3, pseudo_pairs=tmp_path / "p.h5"
-    )
-    training = json.loads((tmp_path / "full/dmdiff_config.json").read_text())["training"]
-    assert training["n_real"] == 5 and training["n_pseudo"] == 3
+    # The gate both ways, on the same pseudo captures: a margin they clear, one they cannot.
+    for margin, used in ((-100.0, True), (100.0, False)):
+        out = tmp_path / f"p{margin:g}.h5"
+        pseudo_pairs(tmp_path / "stage1", base_dir, data, psf, out, 3, min_gain_db=margin)
+        pairs, attrs = read_h5(out, contract="pseudo_pairs")
+        assert np.array_equal(pairs["x_clean"], split["x"][5:])
+        assert np.array_equal(pairs["index"], split["index"][5:])
+        assert json_attr(attrs, "fwhm_grid") == read_h5(psf, ["fwhm"])[0]["fwhm"].astype(float).tolist()
+        quality = json_attr(attrs, "quality")  # against the true captures the training never reads
+        assert quality["pseudo_psnr_db"] == pytest.approx(psnr(pairs["y_pseudo"], split["y"][5:]).mean(), abs=1e-4)
+        assert quality["clean_psnr_db"] == pytest.approx(psnr(split["x"][5:], split["y"][5:]).mean(), abs=1e-4)
+        assert quality["good_enough"] is used and quality["min_gain_db"] == margin
+        train_dmdiff(data, psf, base_dir, tmp_path / f"full{used}", TRAIN, 0, n_unpaired=3, pseudo_pairs=out)
+        training = json.loads((tmp_path / f"full{used}/dmdiff_config.json").read_text())["training"]
+        assert training["n_real"] == 5 and training["n_pseudo"] == (3 if used else 0)
+        assert training["pseudo_pairs"] == {"asked": True, "used": used, **quality}
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.2, 0.8, (2, 3, 8, 8))
+    close, far = truth + 0.01 * rng.standard_normal(truth.shape), truth + 0.1 * rng.standard_normal(truth.shape)
+    quality = pseudo_quality(close, far, truth, min_gain_db=15.0)  # ~40 dB vs ~20 dB
+    assert quality["good_enough"] and 19 < quality["pseudo_psnr_db"] - quality["clean_psnr_db"] < 21
+    assert not pseudo_quality(close, far, truth, min_gain_db=25.0)["good_enough"]
 
     with pytest.raises(BadInputError, match="unpaired must be in"):
         train_dmdiff(data, psf, base_dir, tmp_path / "x", TRAIN, 0, n_unpaired=8)
     with pytest.raises(BadInputError, match="nothing to pseudo-pair"):
-        pseudo_pairs(tmp_path / "stage1", base_dir, data, psf, tmp_path / "q.h5", 0)
+        pseudo_pairs(tmp_path / "stage1", base_dir, data, psf, tmp_path / "q.h5", 0, min_gain_db=1.0)
     with pytest.raises(BadInputError, match="train split"):
         train_dmdiff(metalens_splits / "test.h5", psf, base_dir, tmp_path / "x", TRAIN, 0, 0)
     assert not (tmp_path / "x").exists() and not (tmp_path / "q.h5").exists()

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from thincam.models.losses import WeightFreePerceptualLoss, gradient_magnitude, multiscale_gradient_loss
+from thincam.errors import MissingWeightsError
+from thincam.models.losses import (
+    WEIGHT_FREE_NAME,
+    WeightFreePerceptualLoss,
+    gradient_magnitude,
+    multiscale_gradient_loss,
+    training_term,
+)
 
 
 def _photos(size=32):
@@ -79,3 +86,16 @@ def test_refuses_wrong_shapes(loss):
         loss(torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32))
     with pytest.raises(ValueError, match="too small for 3 scales"):
         loss(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))
+
+
+def test_training_term_prefers_lpips_then_the_weight_free_term_then_none(tmp_path):
+    """LPIPS whenever its weights are configured (a missing trunk is an error, not a silent
+    fallback); without them the weight-free term when weighted; L2 alone (None) otherwise."""
+    x = _photos()
+    assert training_term(None, 2.5, 0.0) is None and training_term(str(tmp_path), 0.0, 0.0) is None
+    term = training_term(None, 2.5, 0.3)
+    assert term.name == WEIGHT_FREE_NAME and term.weight == 0.3
+    assert term.describe() == f"l2 + 0.3 * {WEIGHT_FREE_NAME}"
+    assert float(term.fn(_blur(x, 1.0), x)) == pytest.approx(float(WeightFreePerceptualLoss()(_blur(x, 1.0), x)))
+    with pytest.raises(MissingWeightsError, match="alexnet"):
+        training_term(str(tmp_path), 2.5, 0.3)

@@ -197,7 +197,7 @@ def test_distillation_reduces_loss_without_ground_truth(tmp_path, monkeypatch, p
     assert not (out / "checkpoint.pt").exists()
     assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
     curve = (out / "training_curve.csv").read_text().splitlines()
-    assert curve[0] == "step,loss,l2,lpips" and len(curve) == 21
+    assert curve[0] == "step,loss,l2,perceptual" and len(curve) == 21
     assert all(np.isfinite(float(line.split(",")[1])) for line in curve[1:])
 
     unet, scheduler = load_prior(prior_path)

@@ -193,6 +193,7 @@ def metrics_table(lpips=True, extras=True, gt=True):
         ("ddnm", "svd50", {"steps": 50}, 26.0, 0.20, 0.15),
         ("nsdd", "main", {}, 25.5, 0.21, 0.01),
         ("nsdd_full", "main", {}, 24.5, 0.24, 0.01),
+        ("unet", "main", {}, 23.5, 0.23, 0.002),
         ("dmdiff", "alpha0.5", {"alpha": 0.5}, 24.0, 0.22, 0.3),
         ("dmdiff", "alpha0.0", {"alpha": 0.0}, 25.0, 0.26, 0.3),
         ("dmdiff", "alpha1.0", {"alpha": 1.0}, 23.0, 0.18, 0.3),
@@ -298,7 +299,7 @@ def test_dmdiff_tables(tmp_path):
         "CLIP-IQA",
         "GMSD",
     ]
-    assert main["Method"].tolist() == ["Wiener"] + ["DMDiff"] * 7
+    assert main["Method"].tolist() == ["Wiener", "UNet (supervised)"] + ["DMDiff"] * 7
     assert main["DISTS"].isna().all()
     written = pd.read_csv(tmp_path / "dmdiff.csv", keep_default_na=False)
     assert (written["DISTS"] == "").all()
@@ -310,6 +311,15 @@ def test_dmdiff_tables(tmp_path):
     ablation = tables.dmdiff_ablation_table(df, "faces")
     assert ablation["Ablation"].tolist() == list(tables.ABLATION_VARIANTS)
     assert ablation["PSNR"].tolist() == [22.0, 22.5, 23.0, 24.0]
+    asks = {"no_svda": True, "svda_no_fwhm": True, "no_negative": False, "full": True}
+    for good, verdict in ((True, "used"), (False, "rejected")):
+        quality = {"pseudo_psnr_db": 31.234, "clean_psnr_db": 15.0, "min_gain_db": 1.0, "good_enough": good}
+        pseudo = tables.dmdiff_ablation_table(df, "faces", pseudo={"quality": quality, "asks": asks})
+        assert pseudo["pseudo pairs"].tolist() == [verdict, verdict, "no", verdict]
+        assert pseudo[tables.PSEUDO_PSNR].tolist()[3] == 31.23 and np.isnan(pseudo[tables.PSEUDO_PSNR][2])
+        assert pseudo[tables.CLEAN_PSNR].tolist()[0] == 15.0
+    with pytest.raises(BadInputError, match=r"no pseudo-pair request recorded for dmdiff variant\(s\) \['full'\]"):
+        tables.dmdiff_ablation_table(df, "faces", pseudo={"quality": quality, "asks": {"no_svda": True}})
     with pytest.raises(
         BadInputError, match=r"dmdiff variant\(s\) \['no_lora'\] not in the metrics table"
     ):

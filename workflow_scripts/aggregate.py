@@ -8,4 +8,5 @@ with log_to(snakemake.log[0]):
         snakemake.input.data,
         snakemake.output.metrics,
         snakemake.params.tables,
+        pseudo=snakemake.params.pseudo,
     )

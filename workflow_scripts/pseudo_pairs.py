@@ -9,5 +9,6 @@ with torch_job(snakemake.log[0], snakemake.threads):
         snakemake.input.psf,
         snakemake.output[0],
         n_unpaired=snakemake.params.unpaired,
+        min_gain_db=snakemake.params.min_gain_db,
         device=snakemake.params.device,
     )

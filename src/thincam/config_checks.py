@@ -144,10 +144,13 @@ def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, roo
     """DMDiff needs a metalens PSF grid, known models, and a negative path to pseudo-pair with."""
     spec = dataset.get("dmdiff")
     if spec is None:
-        if "dmdiff" in methods:
-            raise ConfigError(f"config key datasets.{name}.methods.dmdiff: the dataset has no dmdiff block")
+        for method in ("dmdiff", "unet"):  # the UNet baseline trains on DMDiff's pairs and loss
+            if method in methods:
+                raise ConfigError(f"config key datasets.{name}.methods.{method}: the dataset has no dmdiff block")
         return
     key = f"datasets.{name}.dmdiff"
+    if "unet" in methods and "restorer" not in spec:
+        raise ConfigError(f"config key {key}.restorer: needed by methods.unet (the supervised UNet baseline)")
     if kind != "metalens":
         raise ConfigError(f"config key {key}: DMDiff needs a metalens camera (its FWHM grid), not {kind!r}")
     for variant, params in methods.get("dmdiff", {}).items():

@@ -20,7 +20,8 @@ class Method:
     """A reconstruction method: its label, the module holding its ``make_solver`` and its inputs.
 
     ``needs`` names the trained model the method reads: "prior" (a diffusion prior folder or
-    checkpoint), "student" (a distilled NSDD folder) or "dmdiff" (a DMDiff model and its base).
+    checkpoint), "student" (a distilled NSDD folder), "dmdiff" (a DMDiff model and its base) or
+    "restorer" (the supervised UNet baseline trained on DMDiff's pairs).
     """
 
     label: str
@@ -39,6 +40,7 @@ METHODS: dict[str, Method] = {
     "nsdd": Method("NSDD", "models.nsdd", needs="student"),
     "nsdd_full": Method("NSDD (full image)", "models.nsdd", needs="student"),
     "dmdiff": Method("DMDiff", "models.dmdiff.restore", needs="dmdiff", every_variant_reported=True),
+    "unet": Method("UNet (supervised)", "models.restorer", needs="restorer"),
 }
 # The NSDD students: the paper's null-space student and its full-image ablation.
 STUDENTS = {"nsdd": "null", "nsdd_full": "full"}

@@ -27,6 +27,8 @@ CFG_KEYS = (
     "lpips_weight",
     "lpips_weights_dir",
 )
+# Optional keys and their defaults: 0 keeps NSDD's L2-only default without LPIPS weights.
+CFG_OPTIONAL = {"weight_free_weight": 0.0}
 # A shard's stored anchor must equal A+y of the student's operator to this relative error.
 ANCHOR_RTOL = 1e-3
 
@@ -39,9 +41,11 @@ def check_cfg(cfg: dict) -> dict:
     for key in ("steps", "batch_size", "checkpoint_every"):
         if int(cfg[key]) < 1:
             raise BadInputError(f"nsdd config {key} must be >= 1, got {cfg[key]}")
-    if float(cfg["lpips_weight"]) < 0:
-        raise BadInputError(f"nsdd config lpips_weight must be >= 0, got {cfg['lpips_weight']}")
-    return {key: cfg[key] for key in CFG_KEYS}
+    cfg = {**CFG_OPTIONAL, **{key: cfg[key] for key in (*CFG_KEYS, *CFG_OPTIONAL) if key in cfg}}
+    for key in ("lpips_weight", "weight_free_weight"):
+        if float(cfg[key]) < 0:
+            raise BadInputError(f"nsdd config {key} must be >= 0, got {cfg[key]}")
+    return cfg
 
 
 def run_fingerprint(shard_paths, operator, prior_hash, cfg, seed) -> str:
@@ -87,19 +91,19 @@ def check_shard(path: str, arrays: dict, physics) -> None:
             raise BadInputError(f"{path}: anchor differs from A+y of this operator (relative {float(err):.2e})")
 
 
-def train_step(student, physics, optimizer, perceptual, lpips_weight, batch):
-    """One AdamW step on (y, anchor, target); returns (loss, l2, lpips or None) as floats."""
+def train_step(student, physics, optimizer, term, batch):
+    """One AdamW step on (y, anchor, target); ``term`` a :class:`thincam.models.losses.PerceptualTerm`
+    or None. Returns (loss, l2, perceptual term or None) as floats."""
     import torch.nn.functional as F
 
     y, anchor, target = batch
     xhat = student(y, physics, anchor=anchor)
     l2 = F.mse_loss(xhat, target)
-    loss = l2
-    lp = None
-    if perceptual is not None:
-        lp = perceptual(2.0 * xhat - 1.0, 2.0 * target - 1.0).mean()
-        loss = l2 + lpips_weight * lp
+    loss, perceptual = l2, None
+    if term is not None:
+        perceptual = term.fn(xhat, target)
+        loss = l2 + term.weight * perceptual
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return float(loss.detach()), float(l2.detach()), None if lp is None else float(lp.detach())
+    return float(loss.detach()), float(l2.detach()), None if perceptual is None else float(perceptual.detach())

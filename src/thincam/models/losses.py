@@ -16,9 +16,14 @@ structure rather than values, and a blurred estimate costs more than its L2 erro
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+WEIGHT_FREE_NAME = "weight_free(gmsd + gradient)"
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
 
 
@@ -68,3 +73,35 @@ class WeightFreePerceptualLoss(torch.nn.Module):
         gmsd = self.gmsd(prediction, target)
         gradient = multiscale_gradient_loss(prediction, target, self.scales)
         return self.gmsd_weight * gmsd + self.gradient_weight * gradient
+
+
+@dataclass(frozen=True)
+class PerceptualTerm:
+    """The term a trainer adds to L2: ``weight * fn(prediction, target)``, images in [0, 1]."""
+
+    name: str
+    weight: float
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def describe(self) -> str:
+        """The loss as logged and recorded, e.g. ``l2 + 0.1 * weight_free(gmsd + gradient)``."""
+        return f"l2 + {self.weight} * {self.name}"
+
+
+def training_term(
+    lpips_weights_dir: str | os.PathLike | None,
+    lpips_weight: float,
+    weight_free_weight: float,
+    device: str = "cpu",
+) -> PerceptualTerm | None:
+    """LPIPS(alex) when its weights are configured and weighted; else the weight-free term when
+    weighted; else None (L2 alone). One rule for DMDiff, its UNet baseline and NSDD, so they
+    train with the same loss on the same inputs."""
+    if lpips_weights_dir is not None and float(lpips_weight) > 0:
+        from thincam.models.lpips import load_lpips_alex
+
+        lpips = load_lpips_alex(lpips_weights_dir, device)
+        return PerceptualTerm("lpips(alex)", float(lpips_weight), lambda p, t: lpips(p, t, normalize=True).mean())
+    if float(weight_free_weight) > 0:
+        return PerceptualTerm(WEIGHT_FREE_NAME, float(weight_free_weight), WeightFreePerceptualLoss().to(device))
+    return None

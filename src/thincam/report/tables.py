@@ -66,6 +66,8 @@ WEIGHT_FREE_EXTRAS = WEIGHT_FREE
 NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "nsdd")
 # The distillation ablation, next to its teacher: row label -> method.
 NSDD_ABLATION = {"DDNM+ (teacher)": "ddnm", "NSDD, null space": "nsdd", "NSDD, full image": "nsdd_full"}
+# The rows above DMDiff's in its main table, in order.
+DMDIFF_BASELINES = ("wiener", "unet")
 # Ablation row label -> dmdiff variant name in the config.
 ABLATION_VARIANTS = {
     "no SVDA": "no_svda",
@@ -73,6 +75,9 @@ ABLATION_VARIANTS = {
     "w/o negative path": "no_negative",
     "full": "full",
 }
+# The pseudo captures' PSNR against the simulator's true captures, and the identity baseline's.
+PSEUDO_PSNR = "pseudo capture PSNR (dB)"
+CLEAN_PSNR = "clean-as-capture PSNR (dB)"
 _DECIMALS = {"psnr": 2, "musiq": 2, "piqe": 2, "peak_mem_mb": 1}
 
 
@@ -316,17 +321,22 @@ def dmdiff_main_table(
     dataset: str,
     variants: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Wiener (its best variant) and the DMDiff variants (all, or ``variants`` in that order)."""
+    """The baselines (each chosen on val) and the DMDiff variants (all, or ``variants`` in that
+    order): Wiener, then the supervised UNet (SwinIR's place in the paper: what the diffusion
+    prior adds), then DMDiff."""
     rows, dmdiff = _dmdiff_rows(metrics_df, dataset, variants)
     if dmdiff.empty:
         raise BadInputError(f"{dataset}: no dmdiff results in the metrics table")
-    wiener = rows[rows["method_key"] == "wiener"]
-    if not wiener.empty:
-        variant = choose_on_val(metrics_df, dataset, "wiener", best_perceptual(rows))
+    selected = []
+    for method in DMDIFF_BASELINES:
+        candidates = rows[rows["method_key"] == method]
+        if candidates.empty:
+            continue
+        variant = choose_on_val(metrics_df, dataset, method, best_perceptual(rows))
         if variant is not None:
-            wiener = wiener[wiener["variant"] == variant]
-    selected = dmdiff if wiener.empty else pd.concat([wiener.iloc[:1], dmdiff])
-    return _table(selected, _dmdiff_columns(rows))
+            candidates = candidates[candidates["variant"] == variant]
+        selected.append(candidates.iloc[:1])
+    return _table(pd.concat([*selected, dmdiff]), _dmdiff_columns(rows))
 
 
 def _dmdiff_rows(
@@ -370,10 +380,28 @@ def dmdiff_ablation_table(
     metrics_df: pd.DataFrame,
     dataset: str,
     variants: Mapping[str, str] = ABLATION_VARIANTS,
+    pseudo: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """One row per ablation (label -> dmdiff variant), in the order given; every one must exist."""
+    """One row per ablation (label -> dmdiff variant), in the order given; every one must exist.
+
+    ``pseudo``: {"quality": the pseudo_pairs file's quality record, "asks": {variant: whether its
+    model asks for pseudo pairs}}. Adds whether each row's model trained on them ("used",
+    "rejected" by the quality rule, or "no") and, where asked, the pseudo captures' PSNR against
+    the true captures beside the clean-image baseline.
+    """
     rows = dataset_rows(metrics_df, dataset)
     picked = _pick_variants(rows[rows["method_key"] == "dmdiff"], list(variants.values()), dataset)
     table = _table(picked, _dmdiff_columns(rows))
     table.insert(0, "Ablation", list(variants))
-    return table.drop(columns="Method")
+    table = table.drop(columns="Method")
+    if pseudo is not None:
+        quality, asks = pseudo["quality"], pseudo["asks"]
+        missing = [v for v in variants.values() if v not in asks]
+        if missing:
+            raise BadInputError(f"{dataset}: no pseudo-pair request recorded for dmdiff variant(s) {missing}")
+        asked = [bool(asks[v]) for v in variants.values()]
+        verdict = "used" if quality["good_enough"] else "rejected"
+        table["pseudo pairs"] = [verdict if a else "no" for a in asked]
+        for key, header in (("pseudo_psnr_db", PSEUDO_PSNR), ("clean_psnr_db", CLEAN_PSNR)):
+            table[header] = [round(float(quality[key]), 2) if a else float("nan") for a in asked]
+    return table

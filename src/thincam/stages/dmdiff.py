@@ -1,20 +1,30 @@
-"""The DMDiff rules on dataset files: base pretraining, training, pseudo pairs.
+"""The DMDiff rules on dataset files: base pretraining, training, pseudo pairs, the UNet baseline.
 
 Paired/unpaired convention: of a training split of N images, the first N - ``n_unpaired`` are
 capture/clean pairs; the last ``n_unpaired`` stand for clean photographs without a metalens
-capture (their captures are never read). The negative path turns exactly those into pseudo
+capture (their captures are never trained on). The negative path turns exactly those into pseudo
 pairs, so a model trained with pseudo pairs sees no capture that a paired-only model lacks.
+
+The simulator did make their true captures, so ``pseudo_pairs`` measures the pseudo captures
+against them (never training on them): PSNR(y_pseudo, y_true) beside the trivial baseline
+PSNR(x_clean, y_true), the score of calling the clean image its own capture. Rule: pseudo pairs
+join training only when they beat that baseline by ``min_gain_db`` (config
+``dmdiff.pseudo_min_gain_db``); a negative path no better than the identity would teach the
+positive path to undo a degradation that is not the camera's.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Mapping
 
 import numpy as np
 
-from thincam.data.h5io import atomic_write_h5, read_h5
+from thincam.data.h5io import atomic_write_h5, json_attr, read_h5
 from thincam.errors import BadInputError
+
+log = logging.getLogger(__name__)
 
 
 def n_paired(n_train: int, n_unpaired: int) -> int:
@@ -60,11 +70,28 @@ def train_dmdiff(
     pseudo_pairs: str | os.PathLike | None = None,
     device: str = "cpu",
 ) -> None:
-    """The ``train_dmdiff`` rule: LoRA + SVDA on the paired images (+ pseudo pairs if given)."""
+    """The ``train_dmdiff`` rule: LoRA + SVDA on the paired images, plus the pseudo pairs when
+    given and good enough by their file's quality record (module docstring)."""
     from thincam.models.dmdiff import train
+    from thincam.models.dmdiff.pseudo import PSEUDO_CONTRACT
 
     arrays = _train_arrays(data_path, ["x", "y"])
     n = n_paired(len(arrays["x"]), n_unpaired)
+    pairs, record = None, {"asked": False, "used": False}
+    if pseudo_pairs is not None:
+        pseudo, attrs = read_h5(pseudo_pairs, ["y_pseudo", "x_clean"], contract=PSEUDO_CONTRACT)
+        quality = json_attr(attrs, "quality")
+        record = {"asked": True, "used": bool(quality["good_enough"]), **quality}
+        verdict = "used" if record["used"] else "NOT used"
+        log.log(
+            logging.INFO if record["used"] else logging.WARNING,
+            "pseudo pairs %s: pseudo captures %.2f dB vs the clean-image baseline %.2f dB "
+            "(need a gain >= %.2f dB) in %s",
+            verdict, quality["pseudo_psnr_db"], quality["clean_psnr_db"], quality["min_gain_db"],
+            pseudo_pairs,
+        )  # fmt: skip
+        if record["used"]:
+            pairs = (pseudo["y_pseudo"], pseudo["x_clean"])
     train.train_dmdiff(
         base_dir,
         (arrays["y"][:n], arrays["x"][:n]),
@@ -72,9 +99,25 @@ def train_dmdiff(
         out_dir,
         dict(cfg),
         seed,
-        pseudo_pairs=pseudo_pairs,
+        pseudo_pairs=pairs,
         device=device,
+        pseudo_record=record,
     )
+
+
+def pseudo_quality(y_pseudo: np.ndarray, x_clean: np.ndarray, y_true: np.ndarray, min_gain_db: float) -> dict:
+    """Mean per-image PSNR (dB) of the pseudo captures and of the clean images against the true
+    captures, and whether the pseudo captures beat that baseline by ``min_gain_db``."""
+    from thincam.metrics.fidelity import psnr
+
+    pseudo_db = float(np.mean(psnr(y_pseudo, y_true)))
+    clean_db = float(np.mean(psnr(x_clean, y_true)))
+    return {
+        "pseudo_psnr_db": round(pseudo_db, 4),
+        "clean_psnr_db": round(clean_db, 4),
+        "min_gain_db": float(min_gain_db),
+        "good_enough": bool(pseudo_db - clean_db >= float(min_gain_db)),
+    }
 
 
 def pseudo_pairs(
@@ -84,16 +127,18 @@ def pseudo_pairs(
     psf_path: str | os.PathLike,
     out_h5: str | os.PathLike,
     n_unpaired: int,
+    min_gain_db: float,
     device: str = "cpu",
 ) -> None:
-    """The ``pseudo_pairs`` rule: pseudo captures of the unpaired clean training images."""
+    """The ``pseudo_pairs`` rule: pseudo captures of the unpaired clean training images, with
+    their quality against the true captures (attribute ``quality``, :func:`pseudo_quality`)."""
     from thincam.models.dmdiff.pseudo import PSEUDO_CONTRACT, make_pseudo_pairs
 
-    arrays = _train_arrays(data_path, ["x", "index"])
+    arrays = _train_arrays(data_path, ["x", "y", "index"])
     n = n_paired(len(arrays["x"]), n_unpaired)
     if n == len(arrays["x"]):
         raise BadInputError(f"{data_path}: dmdiff unpaired is 0, so there is nothing to pseudo-pair")
-    arrays, attrs = make_pseudo_pairs(
+    pairs, attrs = make_pseudo_pairs(
         model_dir,
         arrays["x"][n:],
         read_fwhm(psf_path),
@@ -101,4 +146,24 @@ def pseudo_pairs(
         index=arrays["index"][n:],
         base_dir=base_dir,
     )
-    atomic_write_h5(out_h5, arrays, attrs, contract=PSEUDO_CONTRACT)
+    quality = pseudo_quality(pairs["y_pseudo"], pairs["x_clean"], arrays["y"][n:], min_gain_db)
+    log.info("pseudo pairs of %s: %s", data_path, quality)
+    atomic_write_h5(out_h5, pairs, {**attrs, "quality": quality}, contract=PSEUDO_CONTRACT)
+
+
+def train_unet(
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: Mapping[str, Any],
+    loss: Mapping[str, Any],
+    seed: int,
+    n_unpaired: int,
+    device: str = "cpu",
+) -> None:
+    """The ``train_unet`` rule: the supervised UNet baseline on the same real pairs as DMDiff
+    (the leading training images), with DMDiff's loss."""
+    from thincam.models.restorer import train_restorer
+
+    arrays = _train_arrays(data_path, ["x", "y"])
+    n = n_paired(len(arrays["x"]), n_unpaired)
+    train_restorer((arrays["y"][:n], arrays["x"][:n]), out_dir, dict(cfg), dict(loss), seed, device)

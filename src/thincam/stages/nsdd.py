@@ -144,7 +144,7 @@ def _prepare(shard_paths, psf_path, operator, prior_path, cfg, seed, device) -> 
     """The operator the teacher recorded (with ``operator`` overrides), the student, its optimizer."""
     import torch
 
-    from thincam.models.lpips import load_lpips_alex
+    from thincam.models.losses import training_term
 
     torch.manual_seed(seed)
     _, shard_attrs = read_h5(shard_paths[0], names=[], contract="targets")
@@ -154,14 +154,18 @@ def _prepare(shard_paths, psf_path, operator, prior_path, cfg, seed, device) -> 
     prior_hash = prior_id(prior_path)
     student = build_student(prior_unet, scheduler, cfg, operator_identity=physics.identity()).to(device)
     optimizer = torch.optim.AdamW(student.parameters(), lr=float(cfg["lr"]))
-    perceptual = None
-    if cfg["lpips_weights_dir"] is None or float(cfg["lpips_weight"]) == 0:
-        log.info("loss: L2 only (LPIPS off: lpips_weights_dir=%s, lpips_weight=%s)", cfg["lpips_weights_dir"], cfg["lpips_weight"])
-    else:
-        perceptual = load_lpips_alex(cfg["lpips_weights_dir"], device)
-        log.info("loss: L2 + %s * LPIPS(alex) with trunk weights from %s", cfg["lpips_weight"], cfg["lpips_weights_dir"])
+    # LPIPS when its weights are there, else the weight-free term when weighted, else L2 alone.
+    perceptual = training_term(cfg["lpips_weights_dir"], cfg["lpips_weight"], cfg["weight_free_weight"], device)
+    log.info(
+        "loss: %s (lpips_weights_dir=%s, lpips_weight=%s, weight_free_weight=%s)",
+        _loss_name(perceptual), cfg["lpips_weights_dir"], cfg["lpips_weight"], cfg["weight_free_weight"],
+    )  # fmt: skip
     fingerprint = distill.run_fingerprint(shard_paths, operator, prior_hash, cfg, seed)
     return _Run(cfg, shard_paths, operator, physics, student, optimizer, perceptual, prior_hash, fingerprint)
+
+
+def _loss_name(term) -> str:
+    return "l2" if term is None else term.describe()
 
 
 def _save_checkpoint(path: Path, run: _Run) -> None:
@@ -226,7 +230,7 @@ def _train(run: _Run, seed: int, device: str, checkpoint: Path) -> None:
             for j in range(batch_pos, len(batches)):
                 idx = torch.from_numpy(batches[j]).to(device)
                 loss, l2, lp = distill.train_step(
-                    run.student, run.physics, run.optimizer, run.perceptual, float(cfg["lpips_weight"]), [t[idx] for t in tensors]
+                    run.student, run.physics, run.optimizer, run.perceptual, [t[idx] for t in tensors]
                 )
                 run.step += 1
                 if not np.isfinite(loss):
@@ -251,7 +255,7 @@ def _train(run: _Run, seed: int, device: str, checkpoint: Path) -> None:
 
 
 def _write_curve(out: Path, rows: list[tuple]) -> None:
-    """training_curve.csv (step, loss, l2, lpips) and its plot."""
+    """training_curve.csv (step, loss, l2, perceptual) and its plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,7 +263,7 @@ def _write_curve(out: Path, rows: list[tuple]) -> None:
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["step", "loss", "l2", "lpips"])
+    writer.writerow(["step", "loss", "l2", "perceptual"])
     for step, loss, l2, perceptual in rows:
         writer.writerow([step, repr(loss), repr(l2), "" if perceptual is None else repr(perceptual)])
     write_bytes_atomic(text.getvalue().encode(), out / "training_curve.csv")
@@ -296,7 +300,7 @@ def _write_outputs(run: _Run, out: Path, prior_path, seed: int, device: str) -> 
         "prior_id": run.prior_hash,
         "steps": run.step,
         "final_loss": run.curve[-1][1],
-        "loss": "l2" if run.perceptual is None else f"l2 + {run.cfg['lpips_weight']} * lpips(alex)",
+        "loss": _loss_name(run.perceptual),
     }
     write_bytes_atomic(json.dumps(marker, indent=2, sort_keys=True, default=str).encode(), out / MARKER)
 

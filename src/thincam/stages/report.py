@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from thincam.data.atomic import write_csv_atomic
-from thincam.data.h5io import read_h5
+from thincam.data.h5io import json_attr, read_h5
 from thincam.errors import BadInputError
 from thincam.report import figures, tables
 
@@ -71,19 +71,36 @@ def read_metrics(metrics_csv: str | os.PathLike) -> pd.DataFrame:
     return tables.check_metrics(df, str(metrics_csv))
 
 
+def read_pseudo_quality(pseudo_h5: str | os.PathLike) -> dict:
+    """The quality record the pseudo_pairs rule stored (PSNR against the true captures)."""
+    _, attrs = read_h5(pseudo_h5, names=[], contract="pseudo_pairs")
+    if "quality" not in attrs:
+        raise BadInputError(f"{pseudo_h5}: attribute 'quality' missing (made before the quality rule?)")
+    return json_attr(attrs, "quality")
+
+
 def aggregate(
     metric_csvs: Sequence[str],
     recon_paths: Sequence[str],
     data_paths: Sequence[str],
     out_csv: str,
     paper_tables: Mapping[str, tuple[str, str]],
+    pseudo: Mapping[str, Mapping] | None = None,
 ) -> None:
-    """metrics.csv from every run, then each paper table {path: (kind, dataset)} beside it."""
+    """metrics.csv from every run, then each paper table {path: (kind, dataset)} beside it.
+
+    ``pseudo``: {dataset: {"file": pseudo_pairs.h5, "asks": {dmdiff variant: bool}}}, for the
+    DMDiff ablation table's pseudo-pair columns.
+    """
     meta = [read_recon_meta(r, d) for r, d in zip(recon_paths, data_paths)]
     metrics = tables.aggregate([(str(p), read_per_image(p)) for p in metric_csvs], meta)
     write_csv_atomic(metrics, out_csv)
     for path, (kind, dataset) in paper_tables.items():
-        write_csv_atomic(PAPER_TABLES[kind](metrics, dataset), path)
+        extra = {}
+        if kind == "dmdiff_ablation" and dataset in (pseudo or {}):
+            report = pseudo[dataset]
+            extra["pseudo"] = {"quality": read_pseudo_quality(report["file"]), "asks": report["asks"]}
+        write_csv_atomic(PAPER_TABLES[kind](metrics, dataset, **extra), path)
 
 
 def _read_table(path: str | os.PathLike) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from thincam.data.atomic import atomic_directory
 from thincam.errors import BadInputError
 from thincam.models.dmdiff.architecture import check_images, gaussian_lowpass
 from thincam.models.dmdiff.pseudo import PSEUDO_CONTRACT
+from thincam.models.losses import PerceptualTerm, training_term
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ TRAIN_KEYS = (
     "musiq_weights_dir",
 )
 # Keys with a paper value that a config may still override.
-TRAIN_OPTIONAL = {"lpips_weight": 2.5, "svda_hidden": 64}
+# weight_free_weight: the weight-free perceptual term (models.losses), used when LPIPS weights are
+# absent; chosen on the validation split of the demo (README: "DMDiff's alpha sweep").
+TRAIN_OPTIONAL = {"lpips_weight": 2.5, "weight_free_weight": 0.1, "svda_hidden": 64}
 TRAIN_DEFAULTS = {
     "steps": 600,  # with lr 1e-3: minutes on one CPU thread at 32 px
     "batch_size": 8,
@@ -87,27 +90,26 @@ def check_train_cfg(cfg: dict) -> dict:
         )
     if float(cfg["lowpass_sigma"]) <= 0:
         raise BadInputError(f"dmdiff config lowpass_sigma must be > 0, got {cfg['lowpass_sigma']}")
-    if float(cfg["lpips_weight"]) < 0:
-        raise BadInputError(f"dmdiff config lpips_weight must be >= 0, got {cfg['lpips_weight']}")
+    for key in ("lpips_weight", "weight_free_weight"):
+        if float(cfg[key]) < 0:
+            raise BadInputError(f"dmdiff config {key} must be >= 0, got {cfg[key]}")
     return cfg
 
 
-def train_step(
-    model, optimizer, inputs, dmap, target, path: str, perceptual=None, lpips_weight: float = 0.0
-):
-    """One optimiser step on one path; returns (loss, l2, lpips or None) as floats."""
+def train_step(model, optimizer, inputs, dmap, target, path: str, term: PerceptualTerm | None = None):
+    """One optimiser step on one path; returns (loss, l2, perceptual term or None) as floats."""
     import torch.nn.functional as F
 
     out = model.translate(inputs, dmap, path)
     l2 = F.mse_loss(out, target)
-    loss, lp = l2, None
-    if perceptual is not None:
-        lp = perceptual(out, target, normalize=True).mean()
-        loss = l2 + lpips_weight * lp
+    loss, perceptual = l2, None
+    if term is not None:
+        perceptual = term.fn(out, target)
+        loss = l2 + term.weight * perceptual
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.item(), l2.item(), None if lp is None else lp.item()
+    return loss.item(), l2.item(), None if perceptual is None else perceptual.item()
 
 
 def train_dmdiff(
@@ -119,24 +121,34 @@ def train_dmdiff(
     seed: int,
     pseudo_pairs: tuple[np.ndarray, np.ndarray] | str | os.PathLike | None = None,
     device: str = "cpu",
+    pseudo_record: dict | None = None,
 ) -> None:
     """Fine-tune LoRA + SVDA on (captures y, clean x) [N,3,H,W] and save a loadable model.
 
-    ``pseudo_pairs``: (y_pseudo, x_clean) arrays or a pseudo_pairs HDF5 file. Writes ``out_dir``
-    atomically: peft adapters, SVDA weights, ``dmdiff_config.json``, ``train_loss.csv``.
+    ``pseudo_pairs``: (y_pseudo, x_clean) arrays or a pseudo_pairs HDF5 file. ``pseudo_record``:
+    the caller's account of the pseudo pairs (quality, whether used), kept in the config. Writes
+    ``out_dir`` atomically: peft adapters, SVDA weights, ``dmdiff_config.json``, ``train_loss.csv``.
     """
     cfg = check_train_cfg(cfg)
     y_all, x_all, n_real = _assemble_pairs(train_pairs, pseudo_pairs)
     model = _build_model(base_dir, cfg, seed, device)
-    perceptual, loss_name = _perceptual_loss(cfg, device)
+    term = training_term(
+        cfg["lpips_weights_dir"], cfg["lpips_weight"], cfg["weight_free_weight"], device
+    )
+    loss_name = "l2" if term is None else term.describe()
+    if cfg["lpips_weights_dir"] is None:
+        log.warning("LPIPS weights absent (lpips_weights_dir null): loss %s", loss_name)
+    else:
+        log.info("loss: %s, LPIPS trunk from %s", loss_name, cfg["lpips_weights_dir"])
     pools = _path_pools(model, y_all, x_all, n_real, fwhm_grid, cfg)
-    rows, counts, seconds = _train_loop(model, pools, cfg, seed, perceptual)
+    rows, counts, seconds = _train_loop(model, pools, cfg, seed, term)
     training = {
         "seed": seed,
         "cfg": cfg,
         "loss": loss_name,
         "n_real": n_real,
         "n_pseudo": len(y_all) - n_real,
+        "pseudo_pairs": pseudo_record,
         "path_counts": counts,
         "seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / max(1, len(rows)), 4),
@@ -203,22 +215,6 @@ def _build_model(base_dir, cfg: dict, seed: int, device: str):
     return DMDiff(base, config).to(device)
 
 
-def _perceptual_loss(cfg: dict, device: str):
-    """(LPIPS(alex) or None, loss name): L2 alone when the LPIPS weights are not configured."""
-    lpips_weight = float(cfg["lpips_weight"])
-    if cfg["lpips_weights_dir"] is None or lpips_weight == 0:
-        log.warning(
-            "LPIPS weights absent: L2 only (lpips_weights_dir=%s)", cfg["lpips_weights_dir"]
-        )
-        return None, "l2"
-    from thincam.models.lpips import load_lpips_alex
-
-    perceptual = load_lpips_alex(cfg["lpips_weights_dir"], device)
-    loss_name = f"l2 + {lpips_weight} * lpips(alex)"
-    log.info("loss: %s, trunk weights from %s", loss_name, cfg["lpips_weights_dir"])
-    return perceptual, loss_name
-
-
 def _path_pools(model, y_all, x_all, n_real: int, fwhm_grid, cfg: dict) -> dict:
     """path -> (inputs, their degradation maps, targets, pool size), on the model's device.
 
@@ -241,10 +237,10 @@ def _path_pools(model, y_all, x_all, n_real: int, fwhm_grid, cfg: dict) -> dict:
     }
 
 
-def _train_loop(model, pools: dict, cfg: dict, seed: int, perceptual):
+def _train_loop(model, pools: dict, cfg: dict, seed: int, term: PerceptualTerm | None):
     """Each step draws a path from Cat(p_pos, p_neu, p_neg), then a batch from its pool.
 
-    Returns the (step, path, loss, l2, lpips) rows, the steps per path and the seconds taken.
+    Returns the (step, path, loss, l2, perceptual) rows, the steps per path and the seconds taken.
     """
     import torch
     from thincam.logs import progress
@@ -254,7 +250,7 @@ def _train_loop(model, pools: dict, cfg: dict, seed: int, perceptual):
     probs = torch.tensor([float(cfg[k]) for k in ("p_pos", "p_neu", "p_neg")], dtype=torch.float64)
     gen = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=float(cfg["lr"]))
-    batch, lpips_weight = int(cfg["batch_size"]), float(cfg["lpips_weight"])
+    batch = int(cfg["batch_size"])
     rows, counts = [], dict.fromkeys(PATHS, 0)
     start = time.perf_counter()
     for step in progress(range(int(cfg["steps"])), "dmdiff train"):
@@ -268,8 +264,7 @@ def _train_loop(model, pools: dict, cfg: dict, seed: int, perceptual):
             dmap[idx],
             target[idx],
             path,
-            perceptual,
-            lpips_weight,
+            term,
         )
         if not math.isfinite(loss):
             raise BadInputError(f"dmdiff training diverged at step {step} (loss {loss}); lower lr")
@@ -285,7 +280,7 @@ def _save_trained(model, out_dir, rows: list, training: dict) -> None:
     with atomic_directory(out_dir) as tmp:
         with open(tmp / LOSS_CSV, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["step", "path", "loss", "l2", "lpips"])
+            writer.writerow(["step", "path", "loss", "l2", "perceptual"])
             for step, path, loss, l2, lp in rows:
                 writer.writerow(
                     [step, path, f"{loss:.6g}", f"{l2:.6g}", "" if lp is None else f"{lp:.6g}"]
