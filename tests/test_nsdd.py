@@ -311,6 +311,23 @@ def test_lpips_term_is_used_when_weights_exist(tmp_path, shards, psf_path, prior
     assert json.loads((tmp_path / "out" / "distill.json").read_text())["loss"] == "l2 + 0.5 * lpips(alex)"
 
 
+def test_weight_free_term_is_optional_and_off_by_default(tmp_path, shards, psf_path, prior_path):
+    """Without LPIPS weights, ``weight_free_weight`` > 0 adds the weight-free term; the default
+    (key absent) stays L2 alone, so NSDD's default run does not change."""
+    from thincam.models.losses import WEIGHT_FREE_NAME
+    from thincam.stages.nsdd import distill_nsdd
+
+    distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "wf"), {**CFG, "steps": 2, "weight_free_weight": 0.2}, seed=0)
+    rows = [line.split(",") for line in (tmp_path / "wf" / "training_curve.csv").read_text().splitlines()[1:]]
+    for _, loss, l2, perceptual in rows:
+        assert float(perceptual) > 0 and float(loss) == pytest.approx(float(l2) + 0.2 * float(perceptual), rel=1e-5)
+    marker = json.loads((tmp_path / "wf" / "distill.json").read_text())
+    assert marker["loss"] == f"l2 + 0.2 * {WEIGHT_FREE_NAME}" and marker["cfg"]["weight_free_weight"] == 0.2
+    distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "l2"), {**CFG, "steps": 2}, seed=0)
+    marker = json.loads((tmp_path / "l2" / "distill.json").read_text())
+    assert marker["loss"] == "l2" and marker["cfg"]["weight_free_weight"] == 0.0
+
+
 def test_bad_config_names_the_key(tmp_path, shards, psf_path, prior_path):
     from thincam.stages.nsdd import distill_nsdd
 
