@@ -84,8 +84,15 @@ def test_dmdiff_branch(finished_run):
     assert np.isfinite(ablation["PSNR"]).all()
     sweep = pd.read_csv(tables / "alpha_sweep.csv")
     assert sweep["alpha"].tolist() == [0.0, 0.5]
+    # The pseudo pairs' quality against the true captures, and the rule's verdict, per row.
+    assert ablation["pseudo pairs"].tolist() == ["used", "used", "no", "used"]
+    assert np.isfinite(ablation["pseudo capture PSNR (dB)"][[0, 1, 3]]).all()
+    assert np.isnan(ablation["clean-as-capture PSNR (dB)"][2])
     main = pd.read_csv(tables / "dmdiff_main.csv")
-    assert main["Method"].iloc[0] == "Wiener" and (main["Method"].iloc[1:] == "DMDiff").all()
+    assert main["Method"].tolist()[:2] == ["Wiener", "UNet (supervised)"]
+    assert (main["Method"].iloc[2:] == "DMDiff").all()
+    unet = json.loads((workdir / "results/unet/natural_metalens/model/training.json").read_text())
+    assert unet["n_pairs"] == 4 and unet["loss"].startswith("l2 + 0.1 * weight_free")
     for ext in ("png", "pdf"):
         assert (workdir / f"results/figures/alpha_sweep_natural_metalens.{ext}").stat().st_size > 1000
     recon, _ = read_h5(workdir / "results/recon/natural_metalens/test/dmdiff/full.h5", contract="recon")
@@ -93,7 +100,10 @@ def test_dmdiff_branch(finished_run):
     pairs, _ = read_h5(workdir / "results/dmdiff/natural_metalens/pseudo_pairs.h5", contract="pseudo_pairs")
     assert len(pairs["y_pseudo"]) == config["datasets"]["natural_metalens"]["dmdiff"]["unpaired"]
     model = workdir / "results/dmdiff/natural_metalens/full/model"
-    assert json.loads((model / "dmdiff_config.json").read_text())["training"]["n_pseudo"] == 4
+    training = json.loads((model / "dmdiff_config.json").read_text())["training"]
+    assert training["n_pseudo"] == 4 and training["pseudo_pairs"]["used"]  # the tiny config's margin is -100 dB
+    quality = json.loads(read_h5(workdir / "results/dmdiff/natural_metalens/pseudo_pairs.h5", [])[1]["quality"])
+    assert training["pseudo_pairs"] == {"asked": True, "used": True, **quality}
     no_negative = json.loads(
         (model.parent.parent / "no_negative/model/dmdiff_config.json").read_text()
     )["training"]
