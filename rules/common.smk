@@ -277,7 +277,7 @@ def method_models(wildcards):
             "dmdiff": f"results/dmdiff/{wildcards.dataset}/{model}/model",
             "dmdiff_base": dmdiff_base_dir(wildcards),
         }
-    if wildcards.method == "unet":
+    if needs == "restorer":
         return {"restorer": f"results/unet/{wildcards.dataset}/model"}
     return {}
 
