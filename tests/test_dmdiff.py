@@ -498,7 +498,6 @@ def test_musiq_branch_runs_from_a_local_weights_file(tmp_path):
 
 @pytest.mark.slow
 def test_pretrain_train_pseudo_retrain_restore(tmp_path):
-    from thincam.data.h5io import read_h5
 
     x = _images(16, seed=6)
     y = _captures(x)

@@ -6,7 +6,6 @@ A capture without a reference (ground truth) is a valid dataset: its files have 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 
