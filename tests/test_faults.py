@@ -51,7 +51,7 @@ def faults_config() -> dict:
     config = tiny_config()
     faces = config["datasets"]["faces_phlatcam"]
     config["datasets"] = {"faces_phlatcam": faces}
-    config["cameras"] = {"dots": config["cameras"]["dots"]}
+    config["cameras"] = {faces["camera"]: config["cameras"][faces["camera"]]}
     config["priors"] = {"faces": config["priors"]["faces"]}
     config["tables"] = {"nsdd_main": "faces_phlatcam"}
     config["figures"]["capture_figures"] = {}

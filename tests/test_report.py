@@ -262,7 +262,7 @@ def test_nsdd_main_table(tmp_path):
 
 def test_nsdd_ablation_table():
     table = tables.nsdd_ablation_table(metrics_table(), "faces")
-    assert table["Ablation"].tolist() == ["DDNM+ (teacher)", "NSDD, null space", "NSDD, full image"]
+    assert table["Ablation"].tolist() == ["DDNM+ (teacher)", "NSDD (null space)", "NSDD (full image)"]
     assert table["PSNR"].tolist() == [26.0, 25.5, 24.5]
     df = metrics_table()
     with pytest.raises(BadInputError, match="needs nsdd and nsdd_full"):

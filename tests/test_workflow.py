@@ -72,7 +72,7 @@ def test_tables_and_figures(finished_run):
     main = pd.read_csv(workdir / "results/tables/nsdd_main.csv")
     assert main["Method"].tolist() == ["Wiener", "ADMM", "DPS", "DDNM+", "NSDD"]
     ablation = pd.read_csv(workdir / "results/tables/nsdd_ablation.csv")
-    assert ablation["Ablation"].tolist() == ["DDNM+ (teacher)", "NSDD, null space", "NSDD, full image"]
+    assert ablation["Ablation"].tolist() == ["DDNM+ (teacher)", "NSDD (null space)", "NSDD (full image)"]
 
 
 def test_dmdiff_branch(finished_run):
@@ -246,5 +246,5 @@ def test_nsdd_claims_on_the_tiny_run(finished_run):
     ablation = pd.read_csv(workdir / "results/tables/nsdd_ablation.csv").set_index("Ablation")
     # The null-space student keeps the anchor's range exactly (tsvd A+); the full-image one
     # must relearn it: better PSNR and consistency for the null-space student.
-    null, full = ablation.loc["NSDD, null space"], ablation.loc["NSDD, full image"]
+    null, full = ablation.loc["NSDD (null space)"], ablation.loc["NSDD (full image)"]
     assert null["PSNR"] > full["PSNR"] and null["consistency"] < full["consistency"]

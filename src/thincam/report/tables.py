@@ -64,7 +64,7 @@ METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
 WEIGHT_FREE_EXTRAS = WEIGHT_FREE
 NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "nsdd")
 # The distillation ablation, next to its teacher: row label -> method.
-NSDD_ABLATION = {"DDNM+ (teacher)": "ddnm", "NSDD, null space": "nsdd", "NSDD, full image": "nsdd_full"}
+NSDD_ABLATION = {"DDNM+ (teacher)": "ddnm", "NSDD (null space)": "nsdd", "NSDD (full image)": "nsdd_full"}
 # The rows above DMDiff's in its main table, in order.
 DMDIFF_BASELINES = ("wiener", "unet")
 # Ablation row label -> dmdiff variant name in the config.
