@@ -25,11 +25,8 @@ from thincam.data.atomic import atomic_directory, write_bytes_atomic
 from thincam.data.h5io import array_sha256, atomic_write_h5, json_attr, read_h5
 from thincam.data.shards import image_seed, read_target_shards, teacher_params
 from thincam.errors import BadInputError
-from thincam.models import distill
-from thincam.models.nsdd import MARKER, build_student
 from thincam.models.prior import load_prior, prior_id
 from thincam.physics.operators import range_null_residual
-from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
 from thincam.stages.common import load_operator
 
 log = logging.getLogger(__name__)
@@ -60,7 +57,9 @@ def ddnm_targets(
     comes from the data).
     """
     import torch
+
     from thincam.logs import progress
+    from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
 
     if not 0 <= shard < n_shards:
         raise BadInputError(f"shard {shard} is not in 0..{n_shards - 1}")
@@ -144,7 +143,9 @@ def _prepare(shard_paths, psf_path, operator, prior_path, cfg, seed, device) -> 
     """The operator the teacher recorded (with ``operator`` overrides), the student, its optimizer."""
     import torch
 
+    from thincam.models import distill
     from thincam.models.losses import training_term
+    from thincam.models.nsdd import build_student
 
     torch.manual_seed(seed)
     _, shard_attrs = read_h5(shard_paths[0], names=[], contract="targets")
@@ -211,7 +212,9 @@ def _resume(path: Path, run: _Run) -> None:
 def _train(run: _Run, seed: int, device: str, checkpoint: Path) -> None:
     """Epochs over the shards in seeded order until ``steps``, checkpointing every few steps."""
     import torch
+
     from thincam.logs import progress
+    from thincam.models import distill
 
     cfg = run.cfg
     steps, batch_size = int(cfg["steps"]), int(cfg["batch_size"])
@@ -287,6 +290,8 @@ def _write_curve(out: Path, rows: list[tuple]) -> None:
 
 def _write_outputs(run: _Run, out: Path, prior_path, seed: int, device: str) -> None:
     """model/, the curve, then the marker last: the folder is complete only with the marker."""
+    from thincam.models.nsdd import MARKER
+
     with atomic_directory(out / "model") as tmp:
         run.student.save_pretrained(tmp)
     _write_curve(out, run.curve)
@@ -323,6 +328,9 @@ def distill_nsdd(
     ``checkpoint_path`` defaults to out_dir/checkpoint.pt (removed once the run is complete); keep
     it out of a workflow rule's declared outputs so a failed job's clean-up does not delete it.
     """
+    from thincam.models import distill
+    from thincam.models.nsdd import MARKER
+
     cfg = distill.check_cfg(cfg)
     shard_paths = [str(p) for p in shard_paths]
     if not shard_paths:
