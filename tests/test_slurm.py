@@ -173,11 +173,12 @@ def test_whole_workflow_on_the_cluster(cluster, tmp_path):
 
 
 def test_job_larger_than_any_node_fails_at_once(cluster, tmp_path):
-    """64 threads on 2-CPU nodes: sbatch refuses it (EnforcePartLimits) and the run fails, naming
-    the rule, instead of waiting on a job SLURM keeps pending."""
+    """64 CPUs on 2-CPU nodes: sbatch refuses it (EnforcePartLimits) and the run fails, naming
+    the rule, instead of waiting on a job SLURM keeps pending. (Threads are capped at --cores
+    before submission, so the request goes through the plugin's cpus_per_task resource.)"""
     done = _snakemake(
         tmp_path,
-        ["--workflow-profile", str(PROFILES["slurm"]), "--set-threads", "calibrate_psf=64",
+        ["--workflow-profile", str(PROFILES["slurm"]), "--set-resources", "calibrate_psf:cpus_per_task=64",
          "--retries", "0", "results/psf/dots.h5"],
         config=tiny_config(),
         limit=180,
