@@ -239,7 +239,9 @@ def dmdiff_train_cfg(wildcards):
 def dmdiff_loss_cfg(wildcards):
     """DMDiff's loss keys, which the UNet baseline trains with too (models.restorer.LOSS_KEYS)."""
     train = dmdiff_spec(wildcards)["train"]
-    return {k: train[k] for k in ("lpips_weight", "lpips_weights_dir", "weight_free_weight")}
+    return {
+        k: train[k] for k in ("lpips_weight", "lpips_weights_dir", "weight_free_weight")
+    }
 
 
 def dmdiff_pseudo_pairs(wildcards):
@@ -251,7 +253,8 @@ def dmdiff_pseudo_pairs(wildcards):
 
 def method_operator(wildcards):
     """Overrides of the dataset's operator a method runs with: a student runs with the operator
-    it was distilled with (``nsdd.operator``); every other method with the dataset's own."""
+    it was distilled with (``nsdd.operator``); every other method with the dataset's own.
+    """
     if METHODS[wildcards.method].needs == "student":
         return nsdd_cfg(wildcards).get("operator", {})
     return {}
@@ -293,7 +296,8 @@ def paper_tables():
 
 def pseudo_pair_reports():
     """{dataset: {"file": its pseudo_pairs.h5, "asks": {dmdiff variant: whether its model asks
-    for pseudo pairs}}} for the DMDiff ablation table's dataset, when a model asks for them."""
+    for pseudo pairs}}} for the DMDiff ablation table's dataset, when a model asks for them.
+    """
     dataset = config.get("tables", {}).get("dmdiff_ablation")
     if dataset is None:
         return {}
@@ -305,7 +309,9 @@ def pseudo_pair_reports():
     }
     if not any(asks.values()):
         return {}
-    return {dataset: {"file": f"results/dmdiff/{dataset}/pseudo_pairs.h5", "asks": asks}}
+    return {
+        dataset: {"file": f"results/dmdiff/{dataset}/pseudo_pairs.h5", "asks": asks}
+    }
 
 
 def figure_table(dataset):

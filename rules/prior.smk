@@ -6,10 +6,10 @@ rule train_prior:
         directory("results/prior/{prior}"),
     log:
         "logs/train_prior/{prior}.log",
-    wildcard_constraints:
-        prior="|".join(p for p in config.get("priors", {}) if not is_adm(p)) or "^$",
     benchmark:
         "benchmarks/train_prior/{prior}.tsv"
+    wildcard_constraints:
+        prior="|".join(p for p in config.get("priors", {}) if not is_adm(p)) or "^$",
     priority: 50  # on the critical path: start it before the cheap jobs
     conda:
         TORCH_ENV
