@@ -64,11 +64,7 @@ def read_per_image(path: str | os.PathLike) -> pd.DataFrame:
 
 def read_metrics(metrics_csv: str | os.PathLike) -> pd.DataFrame:
     """results/tables/metrics.csv, checked for the columns the tables and figures rely on."""
-    try:
-        df = pd.read_csv(metrics_csv, keep_default_na=False, na_values=[""])
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise BadInputError(f"{metrics_csv}: not a readable metrics table ({err})") from err
-    return tables.check_metrics(df, str(metrics_csv))
+    return tables.check_metrics(_read_table(metrics_csv), str(metrics_csv))
 
 
 def read_pseudo_quality(pseudo_h5: str | os.PathLike) -> dict:
@@ -104,6 +100,7 @@ def aggregate(
 
 
 def _read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A table CSV with empty cells as NaN (a missing metric), never the text 'NaN'."""
     try:
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
