@@ -114,10 +114,11 @@ def makespan(jobs: list[float], n_gpus: int) -> float:
 
 
 def timing_images(config: dict, n_test: int) -> int:
-    """Extra forwards of the timed single-image runs, in images."""
+    """Extra forwards of the timed single-image runs, in images (at most: ``min_timed_s`` stops
+    a slow method's repeats early)."""
     timing = config["timing"]
     n_timed = min(n_test, timing.get("n_images") or n_test)
-    return n_timed * (timing["warmup"] + timing["repeats"])
+    return timing["warmup"] + n_timed * timing["repeats"]
 
 
 def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[float]]]:

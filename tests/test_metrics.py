@@ -240,6 +240,21 @@ def test_measure_latency_is_median_after_warmup():
         measure_latency(fn, repeats=0)
 
 
+def test_measure_latency_stops_repeating_a_slow_call():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.03)
+
+    median, _ = measure_latency(fn, warmup=0, repeats=5, min_timed_s=0.05)
+    assert len(calls) == 2  # 0.03 s, then 0.06 s >= 0.05 s: done
+    assert median >= 0.03
+    calls.clear()
+    measure_latency(fn, warmup=0, repeats=5)
+    assert len(calls) == 5  # no budget: every repeat
+
+
 def test_cpu_peak_memory_is_that_of_the_calls_without_torch():
     """The subprocess is forked from this large pytest process, whose peak must not leak in."""
     code = (

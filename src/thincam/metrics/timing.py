@@ -39,12 +39,20 @@ def _rss_peak_mb() -> float:
 
 
 def measure_latency(
-    fn: Callable[[], object], *, warmup: int = 1, repeats: int = 3, device: str = "cpu"
+    fn: Callable[[], object],
+    *,
+    warmup: int = 1,
+    repeats: int = 3,
+    device: str = "cpu",
+    min_timed_s: float = 0.0,
 ) -> tuple[float, float]:
-    """Median seconds of ``repeats`` calls of ``fn()`` after ``warmup`` untimed ones, and peak MB.
+    """Median seconds of up to ``repeats`` calls of ``fn()`` after ``warmup`` untimed ones, and
+    peak MB.
 
     Warm-up calls absorb one-off costs (allocator growth, kernel selection) that are not the
-    method's latency. On CUDA the clock waits for queued kernels and the peak is
+    method's latency. Timing stops early once the timed calls add up to ``min_timed_s``: a
+    millisecond solver gets its ``repeats`` (one call is noise), a seconds-long diffusion
+    sampler one call (repeating it measures nothing new and doubles its job). On CUDA the clock waits for queued kernels and the peak is
     ``torch.cuda.max_memory_allocated`` over the calls; on CPU it is the process's peak resident
     memory over the calls (what it already held, such as model weights, included).
     """
@@ -73,5 +81,7 @@ def measure_latency(
         fn()
         sync()
         times.append(time.perf_counter() - start)
+        if min_timed_s and sum(times) >= min_timed_s:
+            break
     peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else _rss_peak_mb()
     return float(statistics.median(times)), float(peak_mb)
