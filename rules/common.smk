@@ -133,7 +133,17 @@ def recon_targets():
 
 
 def metric_csvs():
-    return [f"results/metrics/{d}/{s}/{m}/{v}.csv" for d, s, m, v in recon_targets()]
+    """One evaluate CSV per dataset split that has reconstructions."""
+    return sorted({f"results/metrics/{d}/{s}.csv" for d, s, _, _ in recon_targets()})
+
+
+def split_recons(dataset, split):
+    """The recon files of one dataset split: the inputs of its evaluate job."""
+    return [
+        f"results/recon/{d}/{s}/{m}/{v}.h5"
+        for d, s, m, v in recon_targets()
+        if (d, s) == (dataset, split)
+    ]
 
 
 def recon_files():
@@ -334,14 +344,3 @@ def figure_inputs(wildcards):
     return {"metrics": "results/tables/metrics.csv"} | (
         {"table": table} if table else {}
     )
-
-
-def reported_runs(dataset, kind):
-    """The recon files (kind 'recon') or per-image metric CSVs ('metrics') of a dataset's
-    reported split."""
-    ext = "h5" if kind == "recon" else "csv"
-    return [
-        f"results/{kind}/{d}/{s}/{m}/{v}.{ext}"
-        for d, s, m, v in recon_targets()
-        if d == dataset and s == REPORT_SPLIT
-    ]

@@ -1,15 +1,16 @@
 rule evaluate:
-    """Per-image metrics of one reconstruction: fidelity, perceptual, consistency, latency."""
+    """Per-image metrics of every run of a dataset split: fidelity, perceptual, consistency,
+    latency (one job per split: loading the metrics costs more than computing them)."""
     input:
-        recon="results/recon/{dataset}/{split}/{method}/{variant}.h5",
+        recons=lambda w: split_recons(w.dataset, w.split),
         data="results/data/{dataset}/{split}.h5",
         psf=psf_of_dataset,
     output:
-        "results/metrics/{dataset}/{split}/{method}/{variant}.csv",
+        "results/metrics/{dataset}/{split}.csv",
     log:
-        "logs/evaluate/{dataset}/{split}/{method}/{variant}.log",
+        "logs/evaluate/{dataset}/{split}.log",
     benchmark:
-        "benchmarks/evaluate/{dataset}/{split}/{method}/{variant}.tsv"
+        "benchmarks/evaluate/{dataset}/{split}.tsv"
     wildcard_constraints:
         split=f"{CHOICE_SPLIT}|{REPORT_SPLIT}",
     conda:

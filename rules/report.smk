@@ -92,8 +92,8 @@ rule qualitative:
     input:
         unpack(figure_inputs),
         data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
-        recons=lambda w: reported_runs(w.dataset, "recon"),
-        per_image=lambda w: reported_runs(w.dataset, "metrics"),
+        recons=lambda w: split_recons(w.dataset, REPORT_SPLIT),
+        per_image=f"results/metrics/{{dataset}}/{REPORT_SPLIT}.csv",
     output:
         png=report(
             "results/figures/qualitative_{dataset}.png",

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from thincam.data.h5io import atomic_write_h5
+from thincam.data.h5io import atomic_write_h5, read_h5
 from thincam.errors import BadInputError
 from thincam.metrics import fidelity, perceptual
 from thincam.metrics.perceptual import WEIGHT_FILES, PerceptualMetrics
@@ -321,8 +321,7 @@ def write_pair(tmp_path, n=3, size=32, gt=True, recon_dataset="faces", offset=0.
 
 def test_evaluate_known_answers_and_csv(tmp_path, metrics):
     recon_path, data_path, _, y = write_pair(tmp_path)
-    out_csv = tmp_path / "m" / "wiener.csv"
-    df = evaluate_reconstruction(recon_path, data_path, out_csv, forward=pool2, metrics=metrics)
+    df = evaluate_reconstruction(recon_path, data_path, forward=pool2, metrics=metrics)
     assert list(df.columns) == COLUMNS
     assert df["index"].tolist() == [10, 11, 12]
     np.testing.assert_allclose(df["psnr"], 20.0, atol=1e-4)
@@ -332,20 +331,16 @@ def test_evaluate_known_answers_and_csv(tmp_path, metrics):
     np.testing.assert_allclose(df["consistency"], expected, rtol=1e-5)
     np.testing.assert_allclose(df["latency_s"], [0.5, 0.1, 0.3])
     assert df[["gmsd", "fsim", "piqe"]].notna().all().all()
-    written = pd.read_csv(out_csv, keep_default_na=False)
-    assert (written["lpips"] == "").all() and (written["ms_ssim"] == "").all()
-    assert not list(out_csv.parent.glob(".*.tmp"))
 
 
 def test_evaluate_without_ground_truth(tmp_path, metrics):
     recon_path, data_path, _, _ = write_pair(tmp_path, gt=False)
-    df = evaluate_reconstruction(
-        recon_path, data_path, tmp_path / "m.csv", forward=pool2, metrics=metrics
+    df = evaluate_reconstruction(recon_path, data_path, forward=pool2, metrics=metrics
     )
     for name in ("psnr", "ssim", *perceptual.FULL_REFERENCE):
         assert df[name].isna().all(), name
     assert df["piqe"].notna().all() and df["consistency"].notna().all()
-    df = evaluate_reconstruction(recon_path, data_path, tmp_path / "m.csv", metrics=metrics)
+    df = evaluate_reconstruction(recon_path, data_path, metrics=metrics)
     assert df["consistency"].isna().all() and df["piqe"].notna().all()
 
 
@@ -359,8 +354,7 @@ def test_evaluate_without_ground_truth(tmp_path, metrics):
 def test_evaluate_rejects_mismatched_recon(tmp_path, metrics, change, message):
     recon_path, data_path, _, _ = write_pair(tmp_path, **change)
     with pytest.raises(BadInputError, match=f"{recon_path} does not match {data_path}: {message}"):
-        evaluate_reconstruction(
-            recon_path, data_path, tmp_path / "m.csv", forward=pool2, metrics=metrics
+        evaluate_reconstruction(recon_path, data_path, forward=pool2, metrics=metrics
         )
 
 
@@ -393,8 +387,7 @@ def test_evaluate_rejects_other_images_and_shapes(tmp_path, metrics):
         with pytest.raises(
             BadInputError, match=f"{recon_path} does not match {data_path}: {message}"
         ):
-            evaluate_reconstruction(
-                recon_path, data_path, tmp_path / "m.csv", forward=pool2, metrics=metrics
+            evaluate_reconstruction(recon_path, data_path, forward=pool2, metrics=metrics
             )
     nan = x.copy()
     nan[1, 0, 0, 0] = np.nan
@@ -407,8 +400,7 @@ def test_evaluate_rejects_other_images_and_shapes(tmp_path, metrics):
     with pytest.raises(
         BadInputError, match=f"{recon_path}: xhat has non-finite values in images \\[1\\]"
     ):
-        evaluate_reconstruction(
-            recon_path, data_path, tmp_path / "m.csv", forward=pool2, metrics=metrics
+        evaluate_reconstruction(recon_path, data_path, forward=pool2, metrics=metrics
         )
 
 
@@ -417,8 +409,7 @@ def test_evaluate_rejects_operator_of_wrong_shape(tmp_path, metrics):
     with pytest.raises(
         BadInputError, match=r"A\(xhat\) has shape \(3, 3, 32, 32\), measurement y \(3, 3, 16, 16\)"
     ):
-        evaluate_reconstruction(
-            recon_path, data_path, tmp_path / "m.csv", forward=lambda t: t, metrics=metrics
+        evaluate_reconstruction(recon_path, data_path, forward=lambda t: t, metrics=metrics
         )
     assert not (tmp_path / "m.csv").exists()
 
@@ -439,8 +430,7 @@ def test_lpips_plumbing_with_random_backbone(tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         metrics = PerceptualMetrics(weights)
     recon_path, data_path, _, _ = write_pair(tmp_path, offset=0.0)
-    df = evaluate_reconstruction(
-        recon_path, data_path, tmp_path / "m.csv", forward=pool2, metrics=metrics
+    df = evaluate_reconstruction(recon_path, data_path, forward=pool2, metrics=metrics
     )
     np.testing.assert_allclose(df["lpips"], 0.0, atol=1e-6)
     assert df["dists"].isna().all()
@@ -478,14 +468,32 @@ def test_evaluate_builds_the_camera_operator(tmp_path):
             "params": {},
             "peak_mem_mb": 1.0,
             "device": "cpu",
+            "split": "test",
         },
         contract="recon",
     )
+    exact = atomic_write_h5(
+        tmp_path / "exact.h5",
+        {"xhat": x, "latency_s": np.ones(n), "index": np.arange(n)},
+        {**read_h5(recon_path, names=[])[1], "variant": "exact"},
+        contract="recon",
+    )
+    out_csv = tmp_path / "metrics" / "test.csv"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        df = evaluate(recon_path, data_path, psf_path, tmp_path / "m.csv")
+        df = evaluate([recon_path, exact], data_path, psf_path, out_csv)
+    # One CSV for the split: a row per (run, image), named by its run keys.
+    assert list(df.columns[:5]) == ["dataset", "split", "method", "variant", "index"]
+    assert df["variant"].tolist() == ["a"] * n + ["exact"] * n
     expected = 0.1 * np.sqrt(x[0].size) / np.linalg.norm(x.reshape(n, -1), axis=1)
-    np.testing.assert_allclose(df["consistency"], expected, rtol=1e-4)
+    np.testing.assert_allclose(df["consistency"][:n], expected, rtol=1e-4)
+    np.testing.assert_allclose(df["consistency"][n:], 0.0, atol=1e-5)
+    written = pd.read_csv(out_csv, keep_default_na=False)
+    assert (written["lpips"] == "").all() and (written["ms_ssim"] == "").all()
+    assert not list(out_csv.parent.glob(".*.tmp"))
+    with pytest.raises(BadInputError, match=r"runs \[\['wiener', 'a'\]\] are given more than once"):
+        evaluate([recon_path, recon_path], data_path, psf_path, tmp_path / "twice.csv")
+    assert not (tmp_path / "twice.csv").exists()
     atomic_write_h5(
         data_path,
         {"y": x, "index": np.arange(n)},
@@ -493,4 +501,4 @@ def test_evaluate_builds_the_camera_operator(tmp_path):
         contract="dataset",
     )
     with pytest.raises(BadInputError, match=f"{data_path}: attribute 'operator' missing"):
-        evaluate(recon_path, data_path, psf_path, tmp_path / "m.csv")
+        evaluate([recon_path], data_path, psf_path, tmp_path / "m.csv")

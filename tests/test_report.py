@@ -80,7 +80,7 @@ def test_aggregate_known_means(tmp_path):
     b = per_image_csv(tmp_path / "b.csv", [10.0, 14.0], [1.0, 3.0], gmsd=[0.4, np.nan])
     out = tmp_path / "tables" / "metrics.csv"
     df = tables.aggregate(
-        [(str(a), report.read_per_image(a)), (str(b), report.read_per_image(b))],
+        [(str(a), per_image(a)), (str(b), per_image(b))],
         [meta("wiener", "k1", K=0.01), meta("admm", "it50", n_iter=50)],
     )
     write_csv_atomic(df, out)
@@ -99,22 +99,51 @@ def test_aggregate_known_means(tmp_path):
     assert out.read_text().splitlines()[0].startswith(",".join(tables.CORE_COLUMNS))
 
 
+def per_image(path):
+    return tables.check_per_image(pd.read_csv(path), str(path))
+
+
+def split_csv(path, runs, dataset="faces", split="test"):
+    """An evaluate CSV: {(method, variant): per-image CSV path} stacked with their run keys."""
+    frames = [
+        pd.read_csv(csv).assign(dataset=dataset, split=split, method=method, variant=variant)
+        for (method, variant), csv in runs.items()
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    write_csv_atomic(table[tables.RUN_KEYS + [c for c in table.columns if c not in tables.RUN_KEYS]], path)
+    return str(path)
+
+
 def test_aggregate_names_bad_inputs(tmp_path):
     a = per_image_csv(tmp_path / "a.csv", [20.0], [0.1])
     pd.read_csv(a).drop(columns="consistency").to_csv(tmp_path / "short.csv", index=False)
-    with pytest.raises(BadInputError, match=r"short.csv: column\(s\) \['consistency'\] missing"):
-        report.read_per_image(tmp_path / "short.csv")
+    short = split_csv(tmp_path / "short_split.csv", {("wiener", "k1"): tmp_path / "short.csv"})
+    with pytest.raises(
+        BadInputError, match=r"short_split.csv \(faces/test/wiener/k1\): column\(s\) \['consistency'\] missing"
+    ):
+        report.read_split_metrics(short)
+    pd.read_csv(a).to_csv(tmp_path / "no_keys.csv", index=False)
+    with pytest.raises(BadInputError, match=r"no_keys.csv: column\(s\) \['dataset', 'split', 'method', 'variant'\] missing"):
+        report.read_split_metrics(tmp_path / "no_keys.csv")
     with pytest.raises(
         BadInputError,
         match=r"runs \[\['faces', 'test', 'wiener', 'k1'\]\] appear more than once, in \[.*a.csv', .*a.csv'\]",
     ):
-        table = report.read_per_image(a)
+        table = per_image(a)
         tables.aggregate([(str(a), table), (str(a), table)], [meta("wiener", "k1"), meta("wiener", "k1")])
     with pytest.raises(BadInputError, match=r"metadata for .*a.csv lacks \['camera'\]"):
         tables.aggregate(
-            [(str(a), report.read_per_image(a))],
+            [(str(a), per_image(a))],
             [{k: v for k, v in meta("wiener", "k1").items() if k != "camera"}],
         )
+
+
+def test_split_metrics_keep_variant_names_as_text(tmp_path):
+    """A variant named like a number ("1.0") stays the text the recon file holds."""
+    a = per_image_csv(tmp_path / "a.csv", [20.0, 21.0], [0.1, 0.2])
+    runs = report.read_split_metrics(split_csv(tmp_path / "s.csv", {("wiener", "1.0"): a, ("admm", "2"): a}))
+    assert sorted(runs) == [("faces", "test", "admm", "2"), ("faces", "test", "wiener", "1.0")]
+    assert runs[("faces", "test", "wiener", "1.0")]["psnr"].tolist() == [20.0, 21.0]
 
 
 def write_recon_pair(tmp_path, recon_dataset="faces", n=4, size=16, gt=True, channels=3):
@@ -521,7 +550,7 @@ def test_sweep_layout(tmp_path):
 
 
 def write_default_run(tmp_path, dataset, runs, lpips=True):
-    """A dataset file and, for each run, its recon file and per-image metrics CSV."""
+    """A dataset file, each run's recon file and the split's evaluate CSV."""
     x, y, recon = scenes()
     data_path = atomic_write_h5(
         tmp_path / dataset / "test.h5",
@@ -535,7 +564,7 @@ def write_default_run(tmp_path, dataset, runs, lpips=True):
         },
         contract="dataset",
     )
-    recon_paths, metric_csvs = [], []
+    recon_paths, metric_tables = [], []
     for k, (method, variant, *_rest) in enumerate(runs):
         xhat = recon(blur=0.4 + 0.15 * (k % 5), noise=0.01 * (k % 3), seed=k)
         recon_paths.append(
@@ -554,11 +583,14 @@ def write_default_run(tmp_path, dataset, runs, lpips=True):
                 contract="recon",
             )
         )
-        csv = tmp_path / "metrics" / method / f"{variant}.csv"
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        write_csv_atomic(per_image_scores(xhat, x, lpips), csv)
-        metric_csvs.append(str(csv))
-    return str(data_path), [str(p) for p in recon_paths], metric_csvs
+        metric_tables.append(
+            per_image_scores(xhat, x, lpips).assign(
+                dataset=dataset, split="test", method=method, variant=variant
+            )
+        )
+    csv = tmp_path / "metrics" / "test.csv"
+    write_csv_atomic(pd.concat(metric_tables, ignore_index=True), csv)
+    return str(data_path), [str(p) for p in recon_paths], str(csv)
 
 
 def test_nsdd_qualitative_grid(tmp_path):
@@ -567,7 +599,7 @@ def test_nsdd_qualitative_grid(tmp_path):
     write_csv_atomic(default_metrics(), metrics_csv)
     table = tmp_path / "nsdd_main.csv"
     write_csv_atomic(tables.nsdd_main_table(default_metrics(), "faces_phlatcam"), table)
-    data_path, recons, csvs = write_default_run(tmp_path, "faces_phlatcam", NSDD_RUNS)
+    data_path, recons, csv = write_default_run(tmp_path, "faces_phlatcam", NSDD_RUNS)
     chosen = report.figure_columns(str(metrics_csv), "faces_phlatcam", str(table))
     assert chosen == [
         ("wiener", "K1e-2"),
@@ -577,11 +609,11 @@ def test_nsdd_qualitative_grid(tmp_path):
         ("nsdd", "main"),
     ]
     png = tmp_path / "qualitative_faces_phlatcam.png"
-    report.qualitative(data_path, recons, csvs, str(png), 4, str(metrics_csv), str(table))
+    report.qualitative(data_path, recons, csv, str(png), 4, str(metrics_csv), str(table))
     assert_figure(png)
     report.quality_vs_time(str(metrics_csv), "faces_phlatcam", str(tmp_path / "q.png"), str(table))
     assert_figure(tmp_path / "q.png")
-    y, columns, x, scores = qualitative_inputs(data_path, recons, csvs, chosen)
+    y, columns, x, scores = qualitative_inputs(data_path, recons, csv, chosen)
     fig = figures.qualitative(y, columns, png, x, scores, n_images=4)
     assert_readable_layout(fig)
     titles = [ax.get_title() for ax in fig.axes[:7]]
@@ -600,13 +632,15 @@ def test_nsdd_qualitative_grid(tmp_path):
     assert fig.get_supxlabel() == "Under each image: PSNR (dB) ↑ / LPIPS ↓"
 
 
-def qualitative_inputs(data_path, recons, csvs, chosen):
-    """What workflow.qualitative_figure hands figures.qualitative, for a test to look at."""
+def qualitative_inputs(data_path, recons, csv, chosen):
+    """What report.qualitative hands figures.qualitative, for a test to look at."""
     data = read_h5(data_path)[0]
+    scores = {key[2:]: table for key, table in report.read_split_metrics(csv).items()}
     runs = {}
-    for path, csv in zip(recons, csvs):
+    for path in recons:
         arrays, attrs = read_h5(path)
-        runs[(attrs["method"], attrs["variant"])] = (arrays["xhat"], pd.read_csv(csv))
+        pair = (attrs["method"], attrs["variant"])
+        runs[pair] = (arrays["xhat"], scores[pair])
     titles = report.column_titles(chosen)
     columns = {t: runs[pair][0] for t, pair in zip(titles, chosen)}
     scores = {t: runs[pair][1] for t, pair in zip(titles, chosen)}
@@ -624,11 +658,11 @@ def test_dmdiff_qualitative_grid_without_lpips(tmp_path):
     assert chosen == [("wiener", "K1e-2")] + [
         ("dmdiff", v) for v in ("full", "no_svda", "svda_no_fwhm", "no_negative")
     ]
-    data_path, recons, csvs = write_default_run(
+    data_path, recons, csv = write_default_run(
         tmp_path, "natural_metalens", DMDIFF_RUNS, lpips=False
     )
     png = tmp_path / "qualitative_natural_metalens.png"
-    y, columns, x, scores = qualitative_inputs(data_path, recons, csvs, chosen)
+    y, columns, x, scores = qualitative_inputs(data_path, recons, csv, chosen)
     fig = figures.qualitative(y, columns, png, x, scores, n_images=4)
     assert_figure(png)
     assert_readable_layout(fig)
@@ -656,17 +690,17 @@ def test_qualitative_without_a_paper_table_shows_each_methods_best(tmp_path):
 
 
 def test_qualitative_rejects_recon_of_another_dataset(tmp_path):
-    data_path, _, csvs = write_default_run(tmp_path, "faces_phlatcam", NSDD_RUNS[:1])
+    data_path, _, csv = write_default_run(tmp_path, "faces_phlatcam", NSDD_RUNS[:1])
     other = tmp_path / "other"
     _, bad, _ = write_default_run(other, "flowers", NSDD_RUNS[:1])
     table = tmp_path / "table.csv"
     png = str(tmp_path / "q.png")
     write_csv_atomic(pd.DataFrame({"Method": ["Wiener"], "Variant": ["K1e-2"]}), table)
     with pytest.raises(BadInputError, match=f"{bad[0]} is not a reconstruction of {data_path}"):
-        report.qualitative(data_path, bad, csvs, png, 4, "unused.csv", str(table))
+        report.qualitative(data_path, bad, csv, png, 4, "unused.csv", str(table))
     write_csv_atomic(pd.DataFrame({"Method": ["DPS"], "Variant": ["zeta3"]}), table)
-    with pytest.raises(BadInputError, match=r"no reconstruction of \[\('dps', 'zeta3'\)\]"):
-        report.qualitative(data_path, bad, csvs, png, 4, "unused.csv", str(table))
+    with pytest.raises(BadInputError, match=r"no reconstruction or metrics of \[\('dps', 'zeta3'\)\]"):
+        report.qualitative(data_path, bad, csv, png, 4, "unused.csv", str(table))
 
 
 def test_alpha_figure(tmp_path):
@@ -721,3 +755,22 @@ def test_table_variants_round_trip():
     assert tables.table_variants(table)[2] == ("dps", "zeta3")
     with pytest.raises(BadInputError, match="needs Method and Variant"):
         tables.table_variants(table.drop(columns="Variant"))
+
+
+def test_aggregate_pairs_each_recon_with_its_rows_of_the_split_csv(tmp_path):
+    data_path, recons, csv = write_default_run(tmp_path, "faces_phlatcam", NSDD_RUNS[:3])
+    out = tmp_path / "tables" / "metrics.csv"
+    report.aggregate([csv], recons, [data_path] * 3, str(out), {})
+    metrics = report.read_metrics(out).set_index(["method", "variant"])
+    expected = pd.read_csv(csv).groupby(["method", "variant"])["psnr"].mean()
+    for pair in expected.index:
+        assert metrics.loc[pair, "psnr"] == pytest.approx(expected[pair])
+    assert set(metrics["n_images"]) == {len(read_h5(data_path)[0]["x"])}
+    with pytest.raises(BadInputError, match=r"no metrics of run \['faces_phlatcam', 'test'"):
+        split = pd.read_csv(csv)
+        write_csv_atomic(split[split["method"] != NSDD_RUNS[0][0]], tmp_path / "fewer.csv")
+        report.aggregate([str(tmp_path / "fewer.csv")], recons, [data_path] * 3, str(out), {})
+    with pytest.raises(BadInputError, match=r"but no recon file of them"):
+        report.aggregate([csv], recons[1:], [data_path] * 2, str(out), {})
+    with pytest.raises(BadInputError, match=r"is in both .*test.csv and .*test.csv"):
+        report.aggregate([csv, csv], recons, [data_path] * 3, str(out), {})

@@ -157,7 +157,8 @@ def test_incremental_variant_change(finished_run):
     changed = copy.deepcopy(config)
     changed["datasets"]["faces_phlatcam"]["methods"]["wiener"]["K1e-2"]["K"] = 0.02
     plan = _plan(finished_run, changed)
-    assert plan["reconstruct"] == 2 and plan["evaluate"] == 2  # val (the choice) and test
+    # val (the choice) and test: two reconstructions, and the evaluate job of each split
+    assert plan["reconstruct"] == 2 and plan["evaluate"] == 2
     assert plan == _forced_plan(finished_run, config, *_recons(workdir, "faces_phlatcam/*/wiener/K1e-2.h5"))
 
 

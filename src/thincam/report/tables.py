@@ -48,6 +48,8 @@ CORE_COLUMNS = [
     "device",
 ]
 META_KEYS = ("dataset", "split", "camera", "method", "variant", "peak_mem_mb", "device")
+# The columns of an evaluate CSV (one dataset split) that name the run a per-image row belongs to.
+RUN_KEYS = ["dataset", "split", "method", "variant"]
 PER_IMAGE_REQUIRED = [
     "index",
     "psnr",

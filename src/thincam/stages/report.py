@@ -53,13 +53,34 @@ def read_recon_meta(recon_path: str | os.PathLike, data_path: str | os.PathLike)
     }
 
 
-def read_per_image(path: str | os.PathLike) -> pd.DataFrame:
-    """One run's per-image metrics CSV (the evaluate rule's output), checked."""
+def read_split_metrics(path: str | os.PathLike) -> dict[tuple[str, ...], pd.DataFrame]:
+    """One evaluate CSV (every run of a dataset split) as {(dataset, split, method, variant):
+    that run's per-image table}, each checked."""
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype={key: str for key in tables.RUN_KEYS})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise BadInputError(f"{path}: not a readable metrics CSV ({err})") from err
-    return tables.check_per_image(df, str(path))
+    missing = [key for key in tables.RUN_KEYS if key not in df.columns]
+    if missing:
+        raise BadInputError(f"{path}: column(s) {missing} missing")
+    return {
+        tuple(key): tables.check_per_image(
+            group.drop(columns=tables.RUN_KEYS).reset_index(drop=True), f"{path} ({'/'.join(key)})"
+        )
+        for key, group in df.groupby(tables.RUN_KEYS, sort=False)
+    }
+
+
+def _runs_of(metric_csvs: Sequence[str]) -> dict[tuple[str, ...], tuple[str, pd.DataFrame]]:
+    """{run: (source name, per-image table)} over evaluate CSVs; a run in two files is an error."""
+    runs: dict[tuple[str, ...], tuple[str, pd.DataFrame]] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for path in metric_csvs:
+        for key, table in read_split_metrics(path).items():
+            if key in runs:
+                raise BadInputError(f"run {list(key)} is in both {origin[key]} and {path}")
+            runs[key], origin[key] = (f"{path} ({'/'.join(key)})", table), str(path)
+    return runs
 
 
 def read_metrics(metrics_csv: str | os.PathLike) -> pd.DataFrame:
@@ -89,7 +110,16 @@ def aggregate(
     DMDiff ablation table's pseudo-pair columns.
     """
     meta = [read_recon_meta(r, d) for r, d in zip(recon_paths, data_paths)]
-    metrics = tables.aggregate([(str(p), read_per_image(p)) for p in metric_csvs], meta)
+    runs = _runs_of(metric_csvs)
+    per_image = []
+    for recon_path, run in zip(recon_paths, meta):
+        key = tuple(run[k] for k in tables.RUN_KEYS)
+        if key not in runs:
+            raise BadInputError(f"{recon_path}: no metrics of run {list(key)} in {list(metric_csvs)}")
+        per_image.append(runs.pop(key))
+    if runs:
+        raise BadInputError(f"metrics of runs {sorted(runs)} but no recon file of them")
+    metrics = tables.aggregate(per_image, meta)
     write_csv_atomic(metrics, out_csv)
     for path, (kind, dataset) in paper_tables.items():
         extra = {}
@@ -185,7 +215,7 @@ def column_titles(chosen: Sequence[tuple[str, str]]) -> list[str]:
 def qualitative(
     data_path: str,
     recon_paths: Sequence[str],
-    metric_csvs: Sequence[str],
+    metric_csv: str,
     out_png: str,
     n_images: int,
     metrics_csv: str,
@@ -193,28 +223,30 @@ def qualitative(
     skip: Sequence[Sequence[str]] = (),
 ) -> None:
     """NSDD Fig. 5: measurement | each (method, variant) of :func:`figure_columns` | reference,
-    with each image's PSNR and perceptual score from its run's metrics CSV (``metric_csvs``
-    pairs with ``recon_paths``)."""
-    if len(recon_paths) != len(metric_csvs):
-        raise BadInputError(f"{len(recon_paths)} recon files but {len(metric_csvs)} metrics CSVs")
+    with each image's PSNR and perceptual score from the split's evaluate CSV ``metric_csv``."""
     data, data_attrs = read_h5(data_path, contract="dataset")
     chosen = figure_columns(metrics_csv, data_attrs["dataset"], table_csv, skip)
-    runs = {}
-    for recon_path, metric_csv in zip(recon_paths, metric_csvs):
+    recons = {}
+    for recon_path in recon_paths:
         _, attrs = read_h5(recon_path, names=[], contract="recon")
-        runs[(attrs["method"], attrs["variant"])] = (recon_path, metric_csv)
-    missing = [pair for pair in chosen if tuple(pair) not in runs]
+        recons[(attrs["method"], attrs["variant"])] = recon_path
+    per_run = {
+        (method, variant): table
+        for (dataset, split, method, variant), table in read_split_metrics(metric_csv).items()
+        if (dataset, split) == (data_attrs["dataset"], data_attrs["split"])
+    }
+    missing = [pair for pair in chosen if tuple(pair) not in recons or tuple(pair) not in per_run]
     if missing:
         raise BadInputError(
-            f"{data_path}: no reconstruction of {missing} among {list(recon_paths)}"
+            f"{data_path}: no reconstruction or metrics of {missing} among {list(recon_paths)}"
+            f" and {metric_csv}"
         )
     columns, scores = {}, {}
     for title, pair in zip(column_titles(chosen), chosen):
-        recon_path, metric_csv = runs[tuple(pair)]
-        columns[title], _ = _read_recon(recon_path, data_path, data, data_attrs)
-        per_image = read_per_image(metric_csv)
+        columns[title], _ = _read_recon(recons[tuple(pair)], data_path, data, data_attrs)
+        per_image = per_run[tuple(pair)]
         if not np.array_equal(per_image["index"], data["index"]):
-            raise BadInputError(f"{metric_csv}: its image indices are not those of {data_path}")
+            raise BadInputError(f"{metric_csv}: the image indices of {pair} are not those of {data_path}")
         scores[title] = per_image
     figures.qualitative(data["y"], columns, out_png, data.get("x"), scores, n_images)
 
