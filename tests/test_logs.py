@@ -30,7 +30,25 @@ def test_progress_in_a_log_is_one_line_per_update(tmp_path):
     assert distill[-1].endswith("loss=0.25]")
     fast = [line for line in lines if line.startswith("fast:")]
     assert [line.split()[2] for line in fast] == ["0/1000", "1000/1000"]  # start and end only
-    assert len(lines) == len(denoise) + len(distill) + len(fast)
+    assert lines[0].startswith("job start-up: ") and lines[-1].startswith("job work: ")
+    assert len(lines) == len(denoise) + len(distill) + len(fast) + 2
+
+
+def test_log_times_the_start_up_and_the_work(tmp_path):
+    """Start-up is the process's age at entry (this pytest process: seconds), work the block's."""
+    log = tmp_path / "job.log"
+    with log_to(str(log)):
+        time.sleep(0.2)
+    first, last = log.read_text().splitlines()
+    assert float(first.split()[2]) > 0.5
+    assert 0.2 <= float(last.split()[2]) < 1.0
+    failed = tmp_path / "failed.log"
+    try:
+        with log_to(str(failed)):
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert "job work" not in failed.read_text() and "RuntimeError: boom" in failed.read_text()
 
 
 def test_progress_counts_an_iterable_of_unknown_length(tmp_path):
@@ -38,5 +56,5 @@ def test_progress_counts_an_iterable_of_unknown_length(tmp_path):
     with log_to(str(log)):
         for _ in progress((k for k in range(3)), "stream", interval_s=0.01):
             time.sleep(0.03)
-    lines = log.read_text().splitlines()
+    lines = log.read_text().splitlines()[1:-1]
     assert [line.split()[1] for line in lines] == ["0it", "1it", "2it", "3it"]
