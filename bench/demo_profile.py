@@ -156,10 +156,14 @@ def report(run_dir: Path, log_path: Path) -> str:
         f"run: {log_path.name}, {len(jobs)} jobs on {cores} cores",
         f"wall time                  {wall / 60:6.1f} min",
         f"critical path (lower bound) {path_s / 60:5.1f} min, {len(chain)} jobs",
-        f"core time / cores (bound)  {core_time / cores / 60:6.1f} min  (job time {total / 60:.1f} min,"
-        f" core time {core_time / 60:.1f} min: a job's time x its threads)",
-        f"start-up share of job time {startup / max(total, 1e-9):6.1%}  "
-        f"({startup / 60:.1f} min over {len(timed)} jobs with timing lines)",
+        (
+            f"core time / cores (bound)  {core_time / cores / 60:6.1f} min  (job time {total / 60:.1f} min,"
+            f" core time {core_time / 60:.1f} min: a job's time x its threads)"
+        ),
+        (
+            f"start-up share of job time {startup / max(total, 1e-9):6.1%}  "
+            f"({startup / 60:.1f} min over {len(timed)} jobs with timing lines)"
+        ),
         "",
         "critical path:",
     ]
