@@ -10,17 +10,14 @@ fails at submission instead of pending for ever. A one-rule workflow written her
 and that `gpu=1` reaches SLURM as a GPU allocation.
 
 Needs root and apt-get (SLURM is installed on first use) or an installed SLURM; skipped
-otherwise, or with THINCAM_SKIP_SLURM=1. The cluster is torn down (by PID) at the end unless it
-was already up. Every snakemake call runs under `timeout -k 10 N`: the slurm plugin can poll for
+otherwise, or with THINCAM_SKIP_SLURM=1 (conftest.slurm_cluster, which tears the cluster down by
+PID at the end of the session unless it was already up). Every snakemake call runs under `timeout -k 10 N`: the slurm plugin can poll for
 ever and ignore SIGTERM when the cluster misbehaves.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -30,7 +27,6 @@ from workflow_helpers import REPO, SNAKEMAKE, tiny_config, tree_digest
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-CLUSTER = REPO / "scripts" / "slurm_cluster.py"
 TARGETS = [
     "results/psf/dots.h5",
     "results/data/faces_phlatcam/test.h5",
@@ -55,28 +51,10 @@ def _snakemake(workdir: Path, args: list[str], limit: int = RUN_LIMIT_S, config=
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    if os.environ.get("THINCAM_SKIP_SLURM"):
-        pytest.skip("THINCAM_SKIP_SLURM is set")
-    if shutil.which("timeout") is None:
-        pytest.skip("coreutils timeout missing")
-    if os.geteuid() != 0:
-        pytest.skip("the loopback SLURM cluster needs root (it writes /etc/slurm, starts daemons)")
-    if not Path("/usr/bin/sbatch").exists() and shutil.which("apt-get") is None:
-        pytest.skip("SLURM is not installed and there is no apt-get to install it")
-    script = [sys.executable, str(CLUSTER)]
-    was_up = subprocess.run([*script, "status"], check=False, capture_output=True).returncode == 0
-    up = subprocess.run([*script, "up"], check=False, capture_output=True, text=True, timeout=900)
-    if up.returncode == 2:
-        pytest.skip(f"no SLURM here: {up.stderr.strip()[-500:]}")
-    if up.returncode != 0:
-        pytest.fail(f"slurm_cluster.py up failed:\n{up.stdout}\n{up.stderr}")
-    yield
-    if not was_up:
-        down = subprocess.run(
-            [*script, "down"], check=False, capture_output=True, text=True, timeout=120
-        )
-        assert down.returncode == 0, down.stdout + down.stderr
+def cluster(slurm_cluster):
+    up, reason = slurm_cluster
+    if not up:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +137,16 @@ def test_failed_job_is_retried_with_more_memory(cluster, tmp_path, profile):
     assert job != "none" and gres.endswith("=gres:gpu:1"), f"gpu=1 not allocated: {gres}"
 
 
-def test_whole_workflow_on_the_cluster(cluster, tmp_path):
-    """Every rule of the tiny workflow as a SLURM job (tables and figures stay local rules)."""
-    done = _snakemake(
-        tmp_path, ["--workflow-profile", str(PROFILES["slurm"])], config=tiny_config(), limit=1500
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    submitted = done.stderr.count("SLURM jobid")
-    ran = {line.split()[1].rstrip(":") for line in done.stderr.splitlines() if line.startswith("rule ")}
+def test_whole_workflow_on_the_cluster(cluster, tiny_run):
+    """Every rule of the tiny workflow as a SLURM job (tables and figures stay local rules): the
+    session's tiny run (conftest.tiny_run), which the workflow tests then read."""
+    assert tiny_run.via_slurm
+    stderr = tiny_run.stderr
+    submitted = stderr.count("SLURM jobid")
+    ran = {line.split()[1].rstrip(":") for line in stderr.splitlines() if line.startswith("rule ")}
     assert {"train_prior", "ddnm_targets", "distill_nsdd", "train_dmdiff", "reconstruct", "evaluate"} <= ran
-    assert submitted == done.stderr.count("\nrule "), done.stderr[-4000:]
-    assert (tmp_path / "results/tables/nsdd_main.csv").is_file()
+    assert submitted == stderr.count("\nrule "), stderr[-4000:]
+    assert (tiny_run.workdir / "results/tables/nsdd_main.csv").is_file()
 
 
 def test_job_larger_than_any_node_fails_at_once(cluster, tmp_path):

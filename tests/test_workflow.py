@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from thincam.data.h5io import read_h5
-from workflow_helpers import copy_workflow, planned_jobs, run_snakemake, tiny_config
+from workflow_helpers import copy_workflow, planned_jobs, run_snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -20,12 +20,9 @@ CORE_COLUMNS = [
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    config = tiny_config()
-    result = run_snakemake(workdir, config)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return workdir, config
+def finished_run(tiny_run):
+    """The session's tiny run (conftest.tiny_run: through SLURM where the cluster runs)."""
+    return tiny_run.workdir, tiny_run.config
 
 
 def test_psf_contracts(finished_run):
