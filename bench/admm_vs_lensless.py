@@ -169,7 +169,7 @@ def load_real(size):
     y = prepare_capture(
         DATA / "hand_ds4.tif", bit_depth=None, background="corner", downsample=1,
         sensor_shape=psf.shape[-2:], channels=1,
-    )
+    ).y
     factor = psf.shape[-2] // size[0]
     if factor * size[0] != psf.shape[-2] or factor * size[1] != psf.shape[-1]:
         raise SystemExit(f"--size must divide {psf.shape[-2:]} by one integer factor, got {size}")

@@ -83,6 +83,18 @@ MEASUREMENT_KEYS = (
 )
 
 
+def noise_capture(wildcards):
+    """The capture set whose dark corners give a simulated dataset's noise sigma, as an input."""
+    source = (
+        config["datasets"][wildcards.dataset]
+        .get("noise", {})
+        .get("gaussian_sigma_from")
+    )
+    return (
+        {"noise_capture": f"results/data/{source}/{REPORT_SPLIT}.h5"} if source else {}
+    )
+
+
 def measurement_params(wildcards):
     """Only the keys that shape a dataset's files: editing its methods must not re-simulate it."""
     spec = config["datasets"][wildcards.dataset]
@@ -178,7 +190,11 @@ def figure_files():
 
 
 def report_outputs():
-    return ["results/tables/metrics.csv", *paper_tables()] + figure_files()
+    return [
+        "results/tables/metrics.csv",
+        *paper_tables(),
+        *capture_tables(),
+    ] + figure_files()
 
 
 def all_outputs():
@@ -190,10 +206,17 @@ def is_adm(prior):
     return config["priors"][prior].get("kind", "diffusers") == "adm"
 
 
+def models_dataset(dataset):
+    """The dataset whose trained prior and students a dataset's methods use: its ``models_from``
+    (e.g. a capture set reconstructed with models trained on simulations of its camera), else itself.
+    """
+    return config["datasets"][dataset].get("models_from", dataset)
+
+
 def prior_dir(wildcards):
     """A local pretrained diffusers prior when configured (no training job), else the trained
     default or the registered ADM checkpoint."""
-    prior = config["datasets"][wildcards.dataset]["prior"]
+    prior = config["datasets"][models_dataset(wildcards.dataset)]["prior"]
     if is_adm(prior):
         return f"results/prior/{prior}"
     return config["priors"][prior].get("path") or f"results/prior/{prior}"
@@ -266,7 +289,9 @@ def method_operator(wildcards):
     it was distilled with (``nsdd.operator``); every other method with the dataset's own.
     """
     if METHODS[wildcards.method].needs == "student":
-        return nsdd_cfg(wildcards).get("operator", {})
+        return config["datasets"][models_dataset(wildcards.dataset)]["nsdd"].get(
+            "operator", {}
+        )
     return {}
 
 
@@ -281,9 +306,8 @@ def method_models(wildcards):
     if needs == "prior":
         return {"prior": prior_dir(wildcards)}
     if needs == "student":
-        return {
-            "student": f"results/{wildcards.method}/{wildcards.dataset}/distill.json"
-        }
+        source = models_dataset(wildcards.dataset)
+        return {"student": f"results/{wildcards.method}/{source}/distill.json"}
     if needs == "dmdiff":
         model = variant_params(wildcards)["model"]
         return {
@@ -302,6 +326,24 @@ def paper_tables():
         for kind, dataset in config.get("tables", {}).items()
         if dataset is not None
     }
+
+
+def capture_tables():
+    """{output path: (dataset, ["method/variant", ...])}: each capture figure's reconstructions
+    as a table (consistency, no-reference metrics, latency)."""
+    return {
+        f"results/tables/capture_{dataset}.csv": (dataset, list(runs))
+        for dataset, runs in config["figures"]["capture_figures"].items()
+    }
+
+
+def capture_runs(wildcards, kind):
+    """The recon files (kind 'recon') or per-image metric CSVs ('metrics') a capture figure shows."""
+    ext = "h5" if kind == "recon" else "csv"
+    return [
+        f"results/{kind}/{wildcards.dataset}/{REPORT_SPLIT}/{run}.{ext}"
+        for run in config["figures"]["capture_figures"][wildcards.dataset]
+    ]
 
 
 def pseudo_pair_reports():

@@ -1,6 +1,7 @@
 rule simulate_measurements:
     """Clean images through the camera model, Poisson-Gaussian noise, quantisation, splits."""
     input:
+        unpack(noise_capture),
         psf=psf_of_dataset,
     output:
         expand("results/data/{{dataset}}/{split}.h5", split=SPLITS),

@@ -22,7 +22,7 @@ rule aggregate:
         ),
         tables=[
             report(path, category="Tables", caption="../report/metrics.rst")
-            for path in paper_tables()
+            for path in [*paper_tables(), *capture_tables()]
         ],
     log:
         "logs/aggregate.log",
@@ -32,6 +32,7 @@ rule aggregate:
         CPU_ENV
     params:
         tables=paper_tables(),
+        capture_tables=capture_tables(),
         pseudo=pseudo_pair_reports(),
         code=code("report:aggregate"),
     script:
@@ -117,10 +118,11 @@ rule qualitative:
 
 
 rule capture_figure:
-    """A real capture beside its reconstruction (e.g. the DiffuserCam hand)."""
+    """A real capture beside its reconstructions, each with its consistency (the DiffuserCam hand)."""
     input:
-        data="results/data/{dataset}/test.h5",
-        recon=lambda w: f"results/recon/{w.dataset}/{REPORT_SPLIT}/{config['figures']['capture_figures'][w.dataset]}.h5",
+        data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
+        recons=lambda w: capture_runs(w, "recon"),
+        per_image=lambda w: capture_runs(w, "metrics"),
     output:
         png=report(
             "results/figures/capture_{dataset}.png",
@@ -136,7 +138,7 @@ rule capture_figure:
     conda:
         CPU_ENV
     params:
-        title=lambda w: f"{w.dataset}: {config['figures']['capture_figures'][w.dataset]}",
+        title=lambda w: w.dataset,
         code=code("report:capture_figure"),
     script:
         "../workflow_scripts/capture_figure.py"

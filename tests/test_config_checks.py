@@ -52,9 +52,75 @@ def _unet_without_restorer(config):
     del config["datasets"]["natural_metalens"]["dmdiff"]["restorer"]
 
 
+def _models_from_another_camera(config):
+    config["datasets"]["diffusercam_hand"]["camera"] = "diffusercam"
+    noise = config["datasets"]["diffusercam_sim"]["noise"]  # else its noise source fails first
+    del noise["gaussian_sigma_from"]
+    noise["gaussian_sigma"] = 1e-5
+
+
+def _models_from_another_scene(config):
+    config["datasets"]["diffusercam_hand"]["image_size"] = [30, 40]
+
+
+def _models_from_another_operator(config):
+    config["datasets"]["diffusercam_hand"]["operator"]["pinv"]["lam"] = 0.01
+
+
+def _models_from_with_its_own_prior(config):
+    config["datasets"]["diffusercam_hand"]["prior"] = "faces"
+
+
+def _models_from_a_dataset_without_student(config):
+    sim = config["datasets"]["diffusercam_sim"]
+    del sim["nsdd"], sim["methods"]["nsdd"]
+
+
+def _models_from_nowhere(config):
+    config["datasets"]["diffusercam_hand"]["models_from"] = "no_such_dataset"
+
+
+def _noise_from_a_peak_normalised_capture(config):
+    config["datasets"]["diffusercam_hand"]["captures"]["normalise"] = "peak"
+
+
+def _noise_from_a_simulated_dataset(config):
+    config["datasets"]["diffusercam_sim"]["noise"]["gaussian_sigma_from"] = "faces_phlatcam"
+
+
 @pytest.mark.parametrize(
     "breaks, message",
     [
+        (
+            _models_from_another_camera,
+            "config keys datasets.diffusercam_hand.camera and datasets.diffusercam_sim.camera",
+        ),
+        (
+            _models_from_another_scene,
+            "config keys datasets.diffusercam_hand.image_size and datasets.diffusercam_sim.image_size",
+        ),
+        (
+            _models_from_another_operator,
+            "config keys datasets.diffusercam_hand.operator and datasets.diffusercam_sim.operator",
+        ),
+        (
+            _models_from_with_its_own_prior,
+            "config keys datasets.diffusercam_hand.models_from and datasets.diffusercam_hand.prior",
+        ),
+        (
+            _models_from_a_dataset_without_student,
+            "config key datasets.diffusercam_hand.methods.nsdd: needs a student, but datasets.diffusercam_sim",
+        ),
+        (_models_from_nowhere, "config key datasets.diffusercam_hand.models_from: no other dataset 'no_such_dataset'"),
+        (
+            _noise_from_a_peak_normalised_capture,
+            "config keys datasets.diffusercam_sim.noise.gaussian_sigma_from and "
+            "datasets.diffusercam_hand.captures.normalise",
+        ),
+        (
+            _noise_from_a_simulated_dataset,
+            "config key datasets.diffusercam_sim.noise.gaussian_sigma_from: 'faces_phlatcam' is not a dataset with captures",
+        ),
         (_no_test_images, "config key datasets.faces_phlatcam.splits.test: 0 test images, but methods"),
         (
             _dark_frame_with_corner_background,

@@ -739,15 +739,56 @@ def test_alpha_figure_needs_a_perceptual_metric(tmp_path):
 
 
 def test_capture_figure(tmp_path):
-    data_path, recons = write_recon_pair(tmp_path, gt=False)
+    """The DiffuserCam hand's figure: the capture, then one panel per reconstruction in the
+    configured order, each titled by method and size with its consistency beneath; the text is
+    readable at the saved size (no overlap, none cut off)."""
+    data_path, _ = write_recon_pair(tmp_path, gt=False, channels=1, size=12)
+    rng = np.random.default_rng(1)
+    recons, csvs = [], []
+    for k, (method, variant) in enumerate([("wiener", "K1e-3"), ("admm", "it300"), ("ddnm", "s50"), ("nsdd", "main")]):
+        recons.append(
+            atomic_write_h5(
+                tmp_path / f"{method}.h5",
+                {"xhat": rng.random((4, 1, 12, 16)).astype(np.float32), "latency_s": np.ones(4), "index": np.arange(4)},
+                {"dataset": "faces", "split": "test", "method": method, "variant": variant, "params": {},
+                 "peak_mem_mb": 1.0, "device": "cpu"},
+                contract="recon",
+            )
+        )
+        per_image = report.read_per_image(per_image_csv(tmp_path / f"{method}.csv", [np.nan] * 4, [0.1] * 4))
+        per_image["consistency"] = [0.01 * (k + 1), 0.5, 0.5, 0.5]
+        write_csv_atomic(per_image, tmp_path / f"{method}.csv")
+        csvs.append(tmp_path / f"{method}.csv")
     png = tmp_path / "capture_diffusercam_hand.png"
-    report.capture_figure(str(data_path), str(recons[1]), str(png), "diffusercam_hand: admm/it300")
+    report.capture_figure(str(data_path), [str(r) for r in recons], [str(c) for c in csvs], str(png), "diffusercam_hand")
     assert_figure(png)
     y = read_h5(data_path)[0]["y"]
-    fig = figures.capture_figure(y[0], y[0, :, 4:-4, 4:-4], png, "diffusercam_hand: admm/it300")
+    panels = {title: read_h5(r)[0]["xhat"][0] for title, r in zip(["Wiener", "ADMM", "DDNM+ (teacher)", "NSDD"], recons)}
+    fig = figures.capture_figure(y[0], panels, png, "diffusercam_hand", {t: 0.01 * (k + 1) for k, t in enumerate(panels)})
     assert_readable_layout(fig)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["raw capture\n20×20 px", "Wiener\n12×16 px", "ADMM\n12×16 px", "DDNM+ (teacher)\n12×16 px", "NSDD\n12×16 px"]
+    assert [ax.get_xlabel() for ax in fig.axes[1:]] == ["0.010", "0.020", "0.030", "0.040"]
+    assert fig.get_supxlabel() == "Under each reconstruction: consistency ↓"
     with pytest.raises(BadInputError, match="image 9 out of range"):
-        report.capture_figure(str(data_path), str(recons[1]), str(png), "x", image=9)
+        report.capture_figure(str(data_path), [str(recons[0])], [str(csvs[0])], str(png), "x", image=9)
+    with pytest.raises(BadInputError, match="no reconstructions to show"):
+        figures.capture_figure(y[0], {}, png, "x")
+
+
+def test_capture_table():
+    """One row per configured run, in that order: consistency, the no-reference metrics (MUSIQ
+    and CLIP-IQA empty without weights, never 0), latency and memory; an unknown run is named."""
+    metrics = metrics_table(gt=False)
+    table = tables.capture_table(metrics, "faces", ["wiener/k1", "admm/it100", "ddnm/svd50", "nsdd/main"])
+    assert list(table.columns) == ["Method", "Variant", "consistency", "MUSIQ", "CLIP-IQA", "PIQE", "time (s)", "memory (MB)"]
+    assert table["Method"].tolist() == ["Wiener", "ADMM", "DDNM+", "NSDD"]
+    assert table["consistency"].tolist() == pytest.approx([0.04, 0.035, 0.02, 0.021])
+    assert table["MUSIQ"].tolist() == pytest.approx([40.0, 35.0, 20.0, 21.0])
+    assert table["CLIP-IQA"].isna().all() and table["PIQE"].isna().all()
+    assert table["time (s)"].tolist() == pytest.approx([0.003, 0.2, 0.15, 0.01])
+    with pytest.raises(BadInputError, match="faces: no dps/z9 reconstruction"):
+        tables.capture_table(metrics, "faces", ["dps/z9"])
 
 
 def test_table_variants_round_trip():

@@ -257,7 +257,7 @@ def test_admm_reconstructs_real_diffusercam_hand():
     y = prepare_capture(
         data / "hand_ds4.tif", bit_depth=None, background="corner", downsample=1,
         sensor_shape=(300, 400), channels=1,
-    )
+    ).y
     psf, y = area_downsample(psf, 2), area_downsample(y, 2)
     psf_t, y_t = torch.from_numpy(psf / psf.sum()), torch.from_numpy(y / y.max())[None]
     physics = LenslessConvolution(psf_t)

@@ -42,8 +42,13 @@ def test_dataset_contracts(finished_run):
     workdir, config = finished_run
     arrays, _ = read_h5(workdir / "results/data/faces_phlatcam/test.h5", contract="dataset")
     assert arrays["x"].shape == (3, 3, 16, 16) and arrays["y"].shape == (3, 3, 16, 16)
-    arrays, _ = read_h5(workdir / "results/data/diffusercam_hand/test.h5", contract="dataset")
-    assert "x" not in arrays and arrays["y"].shape == (1, 1, 300, 400)
+    arrays, hand_attrs = read_h5(workdir / "results/data/diffusercam_hand/test.h5", contract="dataset")
+    assert "x" not in arrays and arrays["y"].shape == (1, 1, 15, 20)
+    # The simulated training set of the same camera: gray scenes, noise estimated from the capture.
+    arrays, sim_attrs = read_h5(workdir / "results/data/diffusercam_sim/train.h5", contract="dataset")
+    assert arrays["x"].shape == (8, 1, 12, 16) and arrays["y"].shape == (8, 1, 15, 20)
+    estimate = json.loads(hand_attrs["noise"])["gaussian_sigma_estimate"]
+    assert 0 < estimate < 0.01 and json.loads(sim_attrs["noise"])["gaussian_sigma"] == estimate
 
 
 def test_tables_and_figures(finished_run):
@@ -56,8 +61,14 @@ def test_tables_and_figures(finished_run):
             assert {(dataset, "test", method, v) for v in variants} <= runs
             if len(variants) > 1 and method != "dmdiff":  # chosen on val, so run on val too
                 assert {(dataset, "val", method, v) for v in variants} <= runs
-    hand = metrics[metrics.dataset == "diffusercam_hand"].iloc[0]
-    assert np.isnan(hand.psnr) and np.isfinite(hand.consistency)
+    hand = metrics[metrics.dataset == "diffusercam_hand"]
+    assert hand.psnr.isna().all() and np.isfinite(hand.consistency).all()
+    # The capture is reconstructed with diffusercam_sim's prior and student (models_from).
+    capture = pd.read_csv(workdir / "results/tables/capture_diffusercam_hand.csv")
+    assert capture["Method"].tolist() == ["Wiener", "ADMM", "DDNM+", "NSDD"]
+    assert list(capture.columns) == ["Method", "Variant", "consistency", "MUSIQ", "CLIP-IQA", "PIQE", "time (s)", "memory (MB)"]
+    assert np.isfinite(capture["consistency"]).all() and capture["MUSIQ"].isna().all()
+    assert not (workdir / "results/nsdd/diffusercam_hand").exists()
     assert metrics.lpips.isna().all()  # no weights installed: empty, never 0
     faces = metrics[(metrics.dataset == "faces_phlatcam") & (metrics.split == "test")]
     assert np.isfinite(faces.psnr).all() and (faces.latency_s > 0).all()

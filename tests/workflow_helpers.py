@@ -16,7 +16,9 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 def tiny_config() -> dict:
     """.test/config.yaml (the default shrunk to seconds), with its input paths made absolute."""
     config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
-    config["cameras"]["diffusercam"]["path"] = str(REPO / config["cameras"]["diffusercam"]["path"])
+    for camera in config["cameras"].values():
+        if camera["kind"] == "capture":
+            camera["path"] = str(REPO / camera["path"])
     hand = config["datasets"]["diffusercam_hand"]["captures"]
     hand["path"] = str(REPO / hand["path"])
     return config

@@ -9,4 +9,5 @@ with log_to(snakemake.log[0]):
         snakemake.output.metrics,
         snakemake.params.tables,
         pseudo=snakemake.params.pseudo,
+        capture_tables=snakemake.params.capture_tables,
     )

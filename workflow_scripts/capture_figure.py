@@ -2,4 +2,10 @@ from thincam.logs import log_to
 from thincam.stages.report import capture_figure
 
 with log_to(snakemake.log[0]):
-    capture_figure(snakemake.input.data, snakemake.input.recon, snakemake.output.png, snakemake.params.title)
+    capture_figure(
+        snakemake.input.data,
+        snakemake.input.recons,
+        snakemake.input.per_image,
+        snakemake.output.png,
+        snakemake.params.title,
+    )

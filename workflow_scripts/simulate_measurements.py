@@ -8,4 +8,5 @@ with torch_job(snakemake.log[0], snakemake.threads):
         snakemake.wildcards.dataset,
         dict(zip(["train", "val", "test"], snakemake.output)),
         seed=snakemake.params.seed,
+        noise_capture_path=snakemake.input.get("noise_capture"),
     )

@@ -121,13 +121,91 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
         prior = dataset.get("prior")
         if prior is not None and prior not in (config.get("priors") or {}):
             raise ConfigError(f"config key datasets.{name}.prior: no prior {prior!r} configured")
+        _check_models_from(name, config)
+        _check_noise_source(name, config)
     _check_path((config.get("metrics") or {}).get("weights_dir"), "metrics.weights_dir", root)
-    for dataset, recon in config["figures"]["capture_figures"].items():
-        method, _, variant = recon.partition("/")
-        if variant not in config["datasets"].get(dataset, {}).get("methods", {}).get(method, {}):
+    for dataset, recons in config["figures"]["capture_figures"].items():
+        for recon in recons:
+            method, _, variant = recon.partition("/")
+            if variant not in config["datasets"].get(dataset, {}).get("methods", {}).get(method, {}):
+                raise ConfigError(
+                    f"config key figures.capture_figures.{dataset}: no reconstruction {recon!r}"
+                )
+
+
+# What a trained model depends on: the camera (its PSF), the scene grid and the operator.
+SHARED_GEOMETRY = ("camera", "image_size", "operator")
+# The keys a dataset with models_from leaves to the dataset it takes its models from.
+MODEL_KEYS = ("prior", "nsdd", "dmdiff")
+# The trained models models_from serves, by the method's need, and the key that provides each.
+MODEL_SOURCE_KEYS = {"prior": "prior", "student": "nsdd"}
+
+
+def _scene_size(dataset: Mapping[str, Any], config: Mapping[str, Any]) -> list:
+    """A dataset's scene grid: image_size, else (captures) the camera's PSF size."""
+    return list(dataset.get("image_size") or config["cameras"][dataset["camera"]]["size"])
+
+
+def _check_models_from(name: str, config: Mapping[str, Any]) -> None:
+    """A dataset that borrows its trained models must share what they were trained on."""
+    datasets = config["datasets"]
+    dataset = datasets[name]
+    source = dataset.get("models_from")
+    if source is None:
+        return
+    key = f"datasets.{name}.models_from"
+    if source not in datasets or source == name:
+        raise ConfigError(f"config key {key}: no other dataset {source!r} (configured: {sorted(datasets)})")
+    if datasets[source].get("models_from") is not None:
+        raise ConfigError(f"config key {key}: {source!r} takes its own models from another dataset; name that one")
+    own = [k for k in MODEL_KEYS if k in dataset]
+    if own:
+        raise ConfigError(
+            f"config keys {key} and datasets.{name}.{own[0]}: a dataset with models_from uses "
+            f"the models of {source!r}; remove {own[0]}"
+        )
+    for part in SHARED_GEOMETRY:
+        mine = _scene_size(dataset, config) if part == "image_size" else dataset[part]
+        theirs = _scene_size(datasets[source], config) if part == "image_size" else datasets[source][part]
+        if mine != theirs:
             raise ConfigError(
-                f"config key figures.capture_figures.{dataset}: no reconstruction {recon!r}"
+                f"config keys datasets.{name}.{part} and datasets.{source}.{part}: {name!r} takes "
+                f"its models from {source!r}, so they must be equal ({mine!r} vs {theirs!r})"
             )
+    for method in dataset.get("methods", {}):
+        needs = METHODS[method].needs
+        if needs is not None and needs not in MODEL_SOURCE_KEYS:
+            raise ConfigError(
+                f"config key datasets.{name}.methods.{method}: models_from serves methods that "
+                f"need a prior or an NSDD student, not a {needs}"
+            )
+        if needs is not None and MODEL_SOURCE_KEYS[needs] not in datasets[source]:
+            raise ConfigError(
+                f"config key datasets.{name}.methods.{method}: needs a {needs}, but "
+                f"datasets.{source} (its models_from) has no {MODEL_SOURCE_KEYS[needs]}"
+            )
+
+
+def _check_noise_source(name: str, config: Mapping[str, Any]) -> None:
+    """noise.gaussian_sigma_from names a capture set of this camera on the scene's [0, 1] scale."""
+    source = (config["datasets"][name].get("noise") or {}).get("gaussian_sigma_from")
+    if source is None:
+        return
+    key = f"datasets.{name}.noise.gaussian_sigma_from"
+    captures = config["datasets"].get(source, {}).get("captures")
+    if captures is None:
+        raise ConfigError(f"config key {key}: {source!r} is not a dataset with captures")
+    if config["datasets"][source]["camera"] != config["datasets"][name]["camera"]:
+        raise ConfigError(
+            f"config keys {key} and datasets.{source}.camera: the noise must come from a capture "
+            f"of the same camera ({config['datasets'][name]['camera']!r})"
+        )
+    if captures.get("normalise", "peak") != "anchor":
+        raise ConfigError(
+            f"config keys {key} and datasets.{source}.captures.normalise: the estimate is in "
+            "the capture's units, which match a simulated scene's [0, 1] scale only with "
+            "normalise: anchor"
+        )
 
 
 def _check_choice_split(name: str, dataset: Mapping[str, Any], methods) -> None:

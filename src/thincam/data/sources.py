@@ -144,6 +144,17 @@ def ffhq_images(path: str, shape: tuple[int, int], n_images: int | None = None) 
     return images
 
 
+def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """RGB images [N,3,H,W] as the camera records them: gray (Rec. 601 luminance) for a
+    monochrome sensor, unchanged for a colour one."""
+    if channels == 3:
+        return images
+    if channels != 1:
+        raise BadInputError(f"a camera has 1 or 3 channels, not {channels}")
+    gray = np.tensordot(LUMA.astype(np.float32), images, axes=([0], [1]))[:, None]
+    return gray.clip(0, 1).astype(np.float32)
+
+
 def load_source(source: Mapping[str, Any], shape: tuple[int, int], seed: int) -> np.ndarray:
     """Clean images [N,3,H,W] in [0,1] for a dataset's ``source`` config entry."""
     kind = source["kind"]

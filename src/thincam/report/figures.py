@@ -428,20 +428,40 @@ def alpha_figure(
 
 
 def capture_figure(
-    measurement: np.ndarray, reconstruction: np.ndarray, out_png: str | os.PathLike, title: str
+    measurement: np.ndarray,
+    reconstructions: Mapping[str, np.ndarray],
+    out_png: str | os.PathLike,
+    title: str,
+    consistency: Mapping[str, float] | None = None,
 ) -> Figure:
-    """A real capture [C,H,W] beside its reconstruction (e.g. the DiffuserCam hand), both stretched.
+    """A real capture [C,Hs,Ws] beside its reconstructions (title -> [C,H,W], one panel each, in
+    order), all stretched; each reconstruction's ``consistency`` (||A xhat - y|| / ||y||) beneath.
 
-    Without ground truth the reconstruction's brightness scale is arbitrary, so it is shown
-    stretched like the capture rather than clipped to [0,1].
+    Without ground truth a reconstruction's brightness scale is arbitrary, so each is shown
+    stretched like the capture rather than clipped to [0,1]; consistency is what can be scored.
     """
+    if not reconstructions:
+        raise BadInputError("capture figure: no reconstructions to show")
+    consistency = dict(consistency or {})
+    n_cols = 1 + len(reconstructions)
+    panel = min(1.4, PAGE_WIDTH_IN / n_cols)
+    height, width = measurement.shape[-2:]
     with rc_context(STYLE):
-        fig = Figure(figsize=(COLUMN_WIDTH_IN, 1.9), layout="constrained")
-        left, right = fig.subplots(1, 2)
-        _show(left, measurement, stretch=True)
-        left.set_title("raw capture")
-        _show(right, reconstruction, stretch=True)
-        right.set_title("reconstruction")
-        fig.suptitle(title)
+        fig = Figure(
+            figsize=(panel * n_cols, panel * height / width + 0.95), layout="constrained"
+        )
+        fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, wspace=0.03)
+        axes = fig.subplots(1, n_cols, squeeze=False)[0]
+        _show(axes[0], measurement, stretch=True)
+        axes[0].set_title(f"raw capture\n{height}×{width} px")
+        for ax, (label, xhat) in zip(axes[1:], reconstructions.items()):
+            _show(ax, xhat, stretch=True)
+            h, w = xhat.shape[-2:]
+            ax.set_title(f"{label}\n{h}×{w} px")
+            if label in consistency:
+                ax.set_xlabel(f"{consistency[label]:.3f}")
+        if consistency:
+            fig.supxlabel("Under each reconstruction: " + _axis_label("consistency"))
+        fig.suptitle(f"{title}: real capture, no ground truth (each panel stretched)")
         _save(fig, out_png)
     return fig

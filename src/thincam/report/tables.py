@@ -80,6 +80,11 @@ ABLATION_VARIANTS = {
 PSEUDO_PSNR = "pseudo capture PSNR (dB)"
 CLEAN_PSNR = "clean-as-capture PSNR (dB)"
 _DECIMALS = {"psnr": 2, "musiq": 2, "piqe": 2, "peak_mem_mb": 1}
+# What a capture without ground truth can be scored by: how well each reconstruction explains
+# the capture, then the no-reference image metrics (registry order).
+CAPTURE_METRICS = ("consistency",) + tuple(
+    name for name, metric in METRICS.items() if not metric.reference and name != "consistency"
+)
 
 
 def params_json(params: Any) -> str:
@@ -406,3 +411,33 @@ def dmdiff_ablation_table(
         for key, header in (("pseudo_psnr_db", PSEUDO_PSNR), ("clean_psnr_db", CLEAN_PSNR)):
             table[header] = [round(float(quality[key]), 2) if a else float("nan") for a in asked]
     return table
+
+
+def capture_table(metrics_df: pd.DataFrame, dataset: str, runs: Sequence[str]) -> pd.DataFrame:
+    """Method | Variant | consistency | the no-reference metrics | time (s) | memory (MB), one row
+    per "method/variant" of ``runs`` (a capture figure's panels), on the reported split.
+
+    A metric whose weights are absent stays empty (never computed with random weights); it is
+    named once in the log.
+    """
+    rows = dataset_rows(metrics_df, dataset)
+    chosen = []
+    for run in runs:
+        method, _, variant = run.partition("/")
+        match = rows[(rows["method_key"] == method) & (rows["variant"].astype(str) == variant)]
+        if match.empty:
+            raise BadInputError(f"{dataset}: no {run} reconstruction in the metrics table")
+        chosen.append(match.iloc[0])
+    chosen = pd.DataFrame(chosen)
+    for name in CAPTURE_METRICS:
+        if name not in chosen.columns:
+            chosen[name] = float("nan")
+    for name in CAPTURE_METRICS:
+        if chosen[name].isna().all():
+            why = "no weights under metrics.weights_dir" if METRICS[name].needs_weights else "see the evaluate logs"
+            log.warning("%s: %s left empty in the capture table (%s)", dataset, METRICS[name].label, why)
+    columns = {n: METRICS[n].label for n in CAPTURE_METRICS} | {
+        "latency_s": "time (s)",
+        "peak_mem_mb": "memory (MB)",
+    }
+    return _table(chosen, columns)

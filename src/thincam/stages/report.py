@@ -103,11 +103,13 @@ def aggregate(
     out_csv: str,
     paper_tables: Mapping[str, tuple[str, str]],
     pseudo: Mapping[str, Mapping] | None = None,
+    capture_tables: Mapping[str, tuple[str, Sequence[str]]] | None = None,
 ) -> None:
     """metrics.csv from every run, then each paper table {path: (kind, dataset)} beside it.
 
     ``pseudo``: {dataset: {"file": pseudo_pairs.h5, "asks": {dmdiff variant: bool}}}, for the
-    DMDiff ablation table's pseudo-pair columns.
+    DMDiff ablation table's pseudo-pair columns. ``capture_tables``: {path: (dataset,
+    ["method/variant", ...])}, the reconstructions of a capture without ground truth.
     """
     meta = [read_recon_meta(r, d) for r, d in zip(recon_paths, data_paths)]
     runs = _runs_of(metric_csvs)
@@ -127,6 +129,8 @@ def aggregate(
             report = pseudo[dataset]
             extra["pseudo"] = {"quality": read_pseudo_quality(report["file"]), "asks": report["asks"]}
         write_csv_atomic(PAPER_TABLES[kind](metrics, dataset, **extra), path)
+    for path, (dataset, runs) in (capture_tables or {}).items():
+        write_csv_atomic(tables.capture_table(metrics, dataset, runs), path)
 
 
 def _read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -252,14 +256,31 @@ def qualitative(
 
 
 def capture_figure(
-    data_path: str, recon_path: str, out_png: str, title: str, image: int = 0
+    data_path: str,
+    recon_paths: Sequence[str],
+    metric_csvs: Sequence[str],
+    out_png: str,
+    title: str,
+    image: int = 0,
 ) -> None:
-    """A real capture beside its reconstruction."""
+    """A real capture beside each reconstruction (``recon_paths``, in panel order), with the
+    consistency of each from its per-image metrics CSV (``metric_csvs`` pairs with them)."""
+    if len(recon_paths) != len(metric_csvs):
+        raise BadInputError(f"{len(recon_paths)} recon files but {len(metric_csvs)} metrics CSVs")
     data, data_attrs = read_h5(data_path, contract="dataset")
-    xhat, _ = _read_recon(recon_path, data_path, data, data_attrs)
-    if not 0 <= image < len(xhat):
-        raise BadInputError(f"{recon_path}: image {image} out of range (0..{len(xhat) - 1})")
-    figures.capture_figure(data["y"][image], xhat[image], out_png, title)
+    if not 0 <= image < len(data["y"]):
+        raise BadInputError(f"{data_path}: image {image} out of range (0..{len(data['y']) - 1})")
+    runs = []
+    for recon_path, metric_csv in zip(recon_paths, metric_csvs):
+        xhat, attrs = _read_recon(recon_path, data_path, data, data_attrs)
+        per_image = read_per_image(metric_csv)
+        if not np.array_equal(per_image["index"], data["index"]):
+            raise BadInputError(f"{metric_csv}: its image indices are not those of {data_path}")
+        runs.append(((attrs["method"], attrs["variant"]), xhat[image], per_image["consistency"].iloc[image]))
+    titles = column_titles([pair for pair, _, _ in runs])
+    panels = {title: xhat for title, (_, xhat, _) in zip(titles, runs)}
+    consistency = {title: float(value) for title, (_, _, value) in zip(titles, runs)}
+    figures.capture_figure(data["y"][image], panels, out_png, title, consistency)
 
 
 def alpha_sweep_figure(
