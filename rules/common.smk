@@ -337,11 +337,10 @@ def capture_tables():
     }
 
 
-def capture_runs(wildcards, kind):
-    """The recon files (kind 'recon') or per-image metric CSVs ('metrics') a capture figure shows."""
-    ext = "h5" if kind == "recon" else "csv"
+def capture_recons(wildcards):
+    """The recon files a capture figure shows, in its panel order."""
     return [
-        f"results/{kind}/{wildcards.dataset}/{REPORT_SPLIT}/{run}.{ext}"
+        f"results/recon/{wildcards.dataset}/{REPORT_SPLIT}/{run}.h5"
         for run in config["figures"]["capture_figures"][wildcards.dataset]
     ]
 

@@ -121,8 +121,8 @@ rule capture_figure:
     """A real capture beside its reconstructions, each with its consistency (the DiffuserCam hand)."""
     input:
         data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
-        recons=lambda w: capture_runs(w, "recon"),
-        per_image=lambda w: capture_runs(w, "metrics"),
+        recons=capture_recons,
+        per_image=f"results/metrics/{{dataset}}/{REPORT_SPLIT}.csv",
     output:
         png=report(
             "results/figures/capture_{dataset}.png",

@@ -744,7 +744,7 @@ def test_capture_figure(tmp_path):
     readable at the saved size (no overlap, none cut off)."""
     data_path, _ = write_recon_pair(tmp_path, gt=False, channels=1, size=12)
     rng = np.random.default_rng(1)
-    recons, csvs = [], []
+    recons, csvs = [], {}
     for k, (method, variant) in enumerate([("wiener", "K1e-3"), ("admm", "it300"), ("ddnm", "s50"), ("nsdd", "main")]):
         recons.append(
             atomic_write_h5(
@@ -755,12 +755,13 @@ def test_capture_figure(tmp_path):
                 contract="recon",
             )
         )
-        per_image = report.read_per_image(per_image_csv(tmp_path / f"{method}.csv", [np.nan] * 4, [0.1] * 4))
+        per_image = pd.read_csv(per_image_csv(tmp_path / f"{method}.csv", [np.nan] * 4, [0.1] * 4))
         per_image["consistency"] = [0.01 * (k + 1), 0.5, 0.5, 0.5]
-        write_csv_atomic(per_image, tmp_path / f"{method}.csv")
-        csvs.append(tmp_path / f"{method}.csv")
+        per_image.to_csv(tmp_path / f"{method}.csv", index=False)
+        csvs[(method, variant)] = tmp_path / f"{method}.csv"
+    metric_csv = split_csv(tmp_path / "test.csv", csvs)
     png = tmp_path / "capture_diffusercam_hand.png"
-    report.capture_figure(str(data_path), [str(r) for r in recons], [str(c) for c in csvs], str(png), "diffusercam_hand")
+    report.capture_figure(str(data_path), [str(r) for r in recons], metric_csv, str(png), "diffusercam_hand")
     assert_figure(png)
     y = read_h5(data_path)[0]["y"]
     panels = {title: read_h5(r)[0]["xhat"][0] for title, r in zip(["Wiener", "ADMM", "DDNM+ (teacher)", "NSDD"], recons)}
@@ -771,7 +772,10 @@ def test_capture_figure(tmp_path):
     assert [ax.get_xlabel() for ax in fig.axes[1:]] == ["0.010", "0.020", "0.030", "0.040"]
     assert fig.get_supxlabel() == "Under each reconstruction: consistency ↓"
     with pytest.raises(BadInputError, match="image 9 out of range"):
-        report.capture_figure(str(data_path), [str(recons[0])], [str(csvs[0])], str(png), "x", image=9)
+        report.capture_figure(str(data_path), [str(recons[0])], metric_csv, str(png), "x", image=9)
+    only_wiener = split_csv(tmp_path / "wiener_only.csv", {("wiener", "K1e-3"): csvs[("wiener", "K1e-3")]})
+    with pytest.raises(BadInputError, match=r"wiener_only.csv: no metrics of run \['faces', 'test', 'admm', 'it300'\]"):
+        report.capture_figure(str(data_path), [str(r) for r in recons], only_wiener, str(png), "x")
     with pytest.raises(BadInputError, match="no reconstructions to show"):
         figures.capture_figure(y[0], {}, png, "x")
 

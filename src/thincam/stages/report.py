@@ -258,24 +258,26 @@ def qualitative(
 def capture_figure(
     data_path: str,
     recon_paths: Sequence[str],
-    metric_csvs: Sequence[str],
+    metric_csv: str,
     out_png: str,
     title: str,
     image: int = 0,
 ) -> None:
     """A real capture beside each reconstruction (``recon_paths``, in panel order), with the
-    consistency of each from its per-image metrics CSV (``metric_csvs`` pairs with them)."""
-    if len(recon_paths) != len(metric_csvs):
-        raise BadInputError(f"{len(recon_paths)} recon files but {len(metric_csvs)} metrics CSVs")
+    consistency of each from the split's evaluate CSV ``metric_csv``."""
     data, data_attrs = read_h5(data_path, contract="dataset")
     if not 0 <= image < len(data["y"]):
         raise BadInputError(f"{data_path}: image {image} out of range (0..{len(data['y']) - 1})")
+    per_run = read_split_metrics(metric_csv)
     runs = []
-    for recon_path, metric_csv in zip(recon_paths, metric_csvs):
+    for recon_path in recon_paths:
         xhat, attrs = _read_recon(recon_path, data_path, data, data_attrs)
-        per_image = read_per_image(metric_csv)
+        key = (data_attrs["dataset"], data_attrs["split"], attrs["method"], attrs["variant"])
+        if key not in per_run:
+            raise BadInputError(f"{metric_csv}: no metrics of run {list(key)}")
+        per_image = per_run[key]
         if not np.array_equal(per_image["index"], data["index"]):
-            raise BadInputError(f"{metric_csv}: its image indices are not those of {data_path}")
+            raise BadInputError(f"{metric_csv}: the image indices of {list(key)} are not those of {data_path}")
         runs.append(((attrs["method"], attrs["variant"]), xhat[image], per_image["consistency"].iloc[image]))
     titles = column_titles([pair for pair, _, _ in runs])
     panels = {title: xhat for title, (_, xhat, _) in zip(titles, runs)}
