@@ -152,13 +152,13 @@ def test_exponent_strings_become_numbers_before_validation():
     """PyYAML reads `mu1: 1e-6` as text, which the schema refuses; coerced, it validates."""
     text = (REPO / "config.yaml").read_text().replace("mu1: 1.0e-6", "mu1: 1e-6").replace("n_iter: 300", "n_iter: 3e2")
     config = yaml.safe_load(text)
-    params = config["datasets"]["diffusercam_hand"]["methods"]["admm"]["it300"]
+    params = config["datasets"]["diffusercam_sim"]["methods"]["admm"]["tutorial"]
     assert params["mu1"] == "1e-6" and params["n_iter"] == "3e2"
     with pytest.raises(jsonschema.ValidationError, match="'(1e-6|3e2)' is not of type"):
         jsonschema.validate(config, SCHEMA)
     coerced = coerce_numeric_strings(config)
     jsonschema.validate(coerced, SCHEMA)
-    fixed = coerced["datasets"]["diffusercam_hand"]["methods"]["admm"]["it300"]
+    fixed = coerced["datasets"]["diffusercam_sim"]["methods"]["admm"]["tutorial"]
     assert fixed["mu1"] == 1e-6 and isinstance(fixed["mu1"], float)
     assert fixed["n_iter"] == 300 and isinstance(fixed["n_iter"], int)
     # Keys, names and other text stay as written; the input is not modified.
