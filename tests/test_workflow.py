@@ -184,7 +184,9 @@ def test_incremental_plot_setting(finished_run):
     _, config = finished_run
     changed = copy.deepcopy(config)
     changed["figures"]["qualitative_images"] = 2
-    assert _plan(finished_run, changed) == {"qualitative": 2, "all": 1}
+    simulated = [d for d, spec in config["datasets"].items() if "source" in spec]
+    assert len(simulated) == 3  # faces_phlatcam, natural_metalens, diffusercam_sim
+    assert _plan(finished_run, changed) == {"qualitative": len(simulated), "all": 1}
 
 
 def test_incremental_solver_edit(finished_run, tmp_path):
