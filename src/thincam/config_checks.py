@@ -62,7 +62,8 @@ def _check_capture_background(camera: Mapping[str, Any], key: str) -> None:
 
 
 def _check_operator(name: str, dataset: Mapping[str, Any]) -> None:
-    """The truncated-SVD A+ exists in closed form only for the circular lensless operator."""
+    """The truncated-SVD A+ and the methods that need the SVD (DDRM) exist in closed form only
+    for the circular lensless operator."""
     operators = {f"datasets.{name}.operator": dataset["operator"]}
     override = (dataset.get("nsdd") or {}).get("operator")
     if override:
@@ -73,6 +74,17 @@ def _check_operator(name: str, dataset: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"config key {key}.pinv.kind: 'tsvd' needs the lensless operator with boundary "
                 "'circular' (the only one whose SVD is known); use kind 'tikhonov'"
+            )
+    operator = dataset["operator"]
+    if operator["kind"] == "lensless" and operator.get("boundary", "linear") == "circular":
+        return
+    for method in dataset.get("methods", {}):
+        if METHODS[method].needs_svd:
+            raise ConfigError(
+                f"config key datasets.{name}.methods.{method}: {METHODS[method].label} needs the "
+                f"operator's singular value decomposition, which the {operator['kind']} operator "
+                f"(boundary {operator.get('boundary', 'linear')!r}) lacks; only the lensless "
+                "operator with boundary 'circular' has one"
             )
 
 

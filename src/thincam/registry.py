@@ -30,6 +30,9 @@ class Method:
     gradient: bool = False  # DPS differentiates through the UNet; every other method runs no_grad
     # DMDiff's variants are its ablation and alpha sweep: every one is reported, none is chosen.
     every_variant_reported: bool = False
+    # DDRM diffuses in the operator's spectral space: only an operator with a closed-form SVD
+    # (the circular lensless convolution) will do.
+    needs_svd: bool = False
 
 
 METHODS: dict[str, Method] = {
@@ -37,6 +40,10 @@ METHODS: dict[str, Method] = {
     "admm": Method("ADMM", "solvers.admm"),
     "dps": Method("DPS", "solvers.dps", needs="prior", gradient=True),
     "ddnm": Method("DDNM+", "solvers.ddnm", needs="prior"),
+    # DeepInverse's samplers on the same prior (solvers.deepinv_prior wraps it as their denoiser)
+    "deepinv_dps": Method("DPS (deepinv)", "solvers.deepinv_dps", needs="prior", gradient=True),
+    "diffpir": Method("DiffPIR (deepinv)", "solvers.diffpir", needs="prior"),
+    "ddrm": Method("DDRM (deepinv)", "solvers.ddrm", needs="prior", needs_svd=True),
     "nsdd": Method("NSDD", "models.nsdd", needs="student"),
     "nsdd_full": Method("NSDD (full image)", "models.nsdd", needs="student"),
     "dmdiff": Method("DMDiff", "models.dmdiff.restore", needs="dmdiff", every_variant_reported=True),

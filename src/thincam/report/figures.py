@@ -88,9 +88,15 @@ def _method_label(method: str) -> str:
     return METHOD_LABELS.get(method.lower(), method)
 
 
-def _method_style(method: str) -> dict:
-    key = method.lower()
-    rank = _METHOD_ORDER.index(key) if key in _METHOD_ORDER else len(_METHOD_ORDER)
+def _method_style(method: str, rows: pd.DataFrame) -> dict:
+    """A colour and marker per method, ranked among the methods of the dataset (``rows``) in
+    registry order: the same in every figure of a dataset, and distinct for up to ten methods
+    however many the registry holds."""
+    present = sorted(
+        set(rows["method_key"]) | {method.lower()},
+        key=lambda m: (_METHOD_ORDER.index(m) if m in _METHOD_ORDER else len(_METHOD_ORDER), m),
+    )
+    rank = present.index(method.lower())
     return {"color": f"C{rank % 10}", "marker": _MARKERS[rank % len(_MARKERS)]}
 
 
@@ -188,7 +194,7 @@ def quality_vs_time(
         ax = fig.add_subplot()
         points, labels, others = [], [], False
         for method, group in usable.groupby("method_key", sort=False):
-            style = _method_style(method)
+            style = _method_style(method, rows)
             picked = group["variant"].astype(str).isin({v for m, v in reported if m == method})
             latency = group["latency_s"]
             if latency.max() > 1.1 * latency.min():  # variants trading time for quality: a curve
@@ -259,7 +265,7 @@ def sweep(
             except (TypeError, ValueError) as err:
                 raise BadInputError(f"{method} parameter {param!r} is not numeric ({err})") from err
             values = runs["value"].to_numpy()
-            style = _method_style(method)
+            style = _method_style(method, rows)
             for row, name in enumerate(shown):
                 ax = axes[row, col]
                 ax.plot(values, runs[name], marker=style["marker"], color=style["color"], ms=4)

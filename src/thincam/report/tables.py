@@ -64,7 +64,7 @@ PER_IMAGE_REQUIRED = [
 
 METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
 WEIGHT_FREE_EXTRAS = WEIGHT_FREE
-NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "nsdd")
+NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "deepinv_dps", "diffpir", "ddrm", "nsdd")
 # The distillation ablation, next to its teacher: row label -> method.
 NSDD_ABLATION = {"DDNM+ (teacher)": "ddnm", "NSDD (null space)": "nsdd", "NSDD (full image)": "nsdd_full"}
 # The rows above DMDiff's in its main table, in order.
@@ -276,9 +276,9 @@ def nsdd_main_table(
 ) -> pd.DataFrame:
     """Method | Variant | PSNR | SSIM | <perceptual> | consistency | time (s) | memory (MB).
 
-    Rows Wiener, ADMM, DPS, DDNM+, NSDD (those present), on the test split. A method's row is
-    the variant named in ``variants`` (method -> variant), else the one with the best
-    perceptual metric on the validation split (:func:`choose_on_val`).
+    Rows Wiener, ADMM, DPS, DDNM+, DeepInverse's DPS, DiffPIR and DDRM, NSDD (those present),
+    on the test split. A method's row is the variant named in ``variants`` (method -> variant),
+    else the one with the best perceptual metric on the validation split (:func:`choose_on_val`).
     """
     rows = dataset_rows(metrics_df, dataset)
     metric = best_perceptual(rows)
