@@ -6,8 +6,8 @@ DDRM diffuses in the operator's spectral space, so it needs A's singular value d
 (``physics.svd.FourierSVD``: U and V the unitary FFT, singular values |H|, the phase of H in U);
 the cropped (linear) lensless and the metalens operators have none, and ``make_solver`` refuses
 them before loading anything. The noise levels run linearly from ``sigma_max`` to 0 in ``steps``
-denoiser evaluations ([0, 1] scale, as DeepInverse's default ``linspace(1, 0, 100)``); a
-frequency whose singular value is below ``sigma_y`` counts as unmeasured.
+denoiser evaluations ([0, 1] scale, as DeepInverse's default ``linspace(1, 0, 100)``; below 1 its
+first step is NaN); a frequency whose singular value is below ``sigma_y`` counts as unmeasured.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ def ddrm(
 
     if steps < 2:
         raise ValueError(f"steps must be >= 2 (sigma_max down to 0), got {steps}")
+    if sigma_max < 1:
+        # the first step draws a measured coefficient with std sqrt(sigma_max^2 - (sigma_y / s)^2),
+        # and sigma_y / s approaches 1 for the weakest measured s: below 1 that is NaN
+        raise ValueError(f"sigma_max must be >= 1 for deepinv's DDRM, got {sigma_max}")
     decomposition = FourierSVD.of(physics, sigma_y)
     sampler = DDRM(denoiser, sigmas=np.linspace(sigma_max, 0.0, steps), eta=eta, etab=etab)
     return per_image(lambda y_i, seed: sampler(y_i, decomposition), y, seeds)
