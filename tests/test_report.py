@@ -374,6 +374,11 @@ NSDD_RUNS = [  # method, variant, params, PSNR, LPIPS, latency (s)
     ("ddnm", "s100", {"steps": 100}, 25.9, 0.198, 0.71),
     ("nsdd", "main", {}, 25.1, 0.215, 0.012),
     ("nsdd_full", "main", {}, 23.2, 0.262, 0.012),
+    # DeepInverse's samplers on the same prior
+    ("deepinv_dps", "w3", {"steps": 100, "weight": 3.0}, 19.9, 0.341, 1.1),
+    ("diffpir", "s20", {"steps": 20}, 24.1, 0.236, 0.21),
+    ("ddrm", "s20", {"steps": 20}, 25.2, 0.221, 0.2),
+    ("ddrm", "s50", {"steps": 50}, 25.5, 0.212, 0.5),
 ]
 DMDIFF_RUNS = [
     ("wiener", "K1e-2", {"K": 0.01}, 20.2, 0.45, 0.0012),
@@ -399,7 +404,7 @@ def default_metrics(lpips=True):
     val = [
         (m, v, p, psnr, score - 0.01 if v == "s50" else score, np.nan)
         for m, v, p, psnr, score, _ in NSDD_RUNS
-        if m in ("wiener", "dps", "ddnm")
+        if m in ("wiener", "dps", "ddnm", "ddrm")
     ]
     rows = []
     for dataset, split, runs in (
@@ -504,10 +509,16 @@ def test_quality_vs_time_layout(tmp_path, lpips, named):
     assert ax.get_ylabel() == named and ax.get_xscale() == "log"
     shown = set(texts_of(fig))
     legend = {"Wiener", "ADMM", "DPS", "DDNM+", "NSDD", "NSDD (full image)", "other variants"}
+    legend |= {"DPS (deepinv)", "DiffPIR (deepinv)", "DDRM (deepinv)"}
     assert legend <= shown
-    # DDNM+ steps trade time for quality: each labelled (none dropped for want of room); the
-    # variants of the other methods share a latency and are hollow points, unlabelled
-    assert {"s20", "s50", "s100"} <= shown and not {"zeta1", "K1e-3", "main"} & shown
+    # DDNM+ and DDRM steps trade time for quality: each labelled (none dropped for want of room);
+    # the variants of the other methods share a latency and are hollow points, unlabelled
+    assert {"s20", "s50", "s100"} <= shown and not {"zeta1", "K1e-3", "main", "w3"} & shown
+    labels = [t for t in texts_of(fig) if t in {"s20", "s50", "s100"}]
+    assert len(labels) == 5  # s20, s50, s100 of DDNM+ and s20, s50 of DDRM
+    # nine methods, nine distinct colour and marker pairs
+    styles = {(str(c.get_facecolor()[0]), c.get_paths()[0].vertices.tobytes()) for c in fig.axes[0].collections if not c.get_label().startswith("_")}
+    assert len(styles) == 9
     # filled: what a table reports, chosen on val by default (DDNM+ s50, though s100 wins on test)
     scale = 1 if lpips else 1 / 3
     assert filled_points(fig)["DPS"] == [[0.63, pytest.approx(0.281 * scale)]]
@@ -606,6 +617,9 @@ def test_nsdd_qualitative_grid(tmp_path):
         ("admm", "it100"),
         ("dps", "zeta3"),
         ("ddnm", "s50"),
+        ("deepinv_dps", "w3"),
+        ("diffpir", "s20"),
+        ("ddrm", "s50"),
         ("nsdd", "main"),
     ]
     png = tmp_path / "qualitative_faces_phlatcam.png"
@@ -613,7 +627,10 @@ def test_nsdd_qualitative_grid(tmp_path):
     assert_figure(png)
     report.quality_vs_time(str(metrics_csv), "faces_phlatcam", str(tmp_path / "q.png"), str(table))
     assert_figure(tmp_path / "q.png")
-    y, columns, x, scores = qualitative_inputs(data_path, recons, csv, chosen)
+    # DeepInverse's samplers are in the table, not in the grid (tables.QUALITATIVE_OMITS)
+    shown = [pair for pair in chosen if pair[0] not in tables.QUALITATIVE_OMITS]
+    assert [m for m, _ in shown] == ["wiener", "admm", "dps", "ddnm", "nsdd"]
+    y, columns, x, scores = qualitative_inputs(data_path, recons, csv, shown)
     fig = figures.qualitative(y, columns, png, x, scores, n_images=4)
     assert_readable_layout(fig)
     titles = [ax.get_title() for ax in fig.axes[:7]]
@@ -684,6 +701,9 @@ def test_qualitative_without_a_paper_table_shows_each_methods_best(tmp_path):
         ("admm", "it100"),
         ("dps", "zeta3"),
         ("ddnm", "s50"),
+        ("deepinv_dps", "w3"),
+        ("diffpir", "s20"),
+        ("ddrm", "s50"),
         ("nsdd", "main"),
         ("nsdd_full", "main"),
     ]

@@ -88,15 +88,19 @@ def _method_label(method: str) -> str:
     return METHOD_LABELS.get(method.lower(), method)
 
 
-def _method_style(method: str, rows: pd.DataFrame) -> dict:
-    """A colour and marker per method, ranked among the methods of the dataset (``rows``) in
-    registry order: the same in every figure of a dataset, and distinct for up to ten methods
-    however many the registry holds."""
-    present = sorted(
-        set(rows["method_key"]) | {method.lower()},
+def _methods_in_order(rows: pd.DataFrame) -> list[str]:
+    """The methods of a dataset's rows in registry order (unregistered ones last, by name)."""
+    return sorted(
+        set(rows["method_key"]),
         key=lambda m: (_METHOD_ORDER.index(m) if m in _METHOD_ORDER else len(_METHOD_ORDER), m),
     )
-    rank = present.index(method.lower())
+
+
+def _method_style(method: str, rows: pd.DataFrame) -> dict:
+    """A colour and marker per method, ranked among the methods of the dataset (``rows``) in
+    registry order: the same in every figure of a dataset, and distinct for up to nine methods
+    however many the registry holds."""
+    rank = _methods_in_order(rows).index(method.lower())
     return {"color": f"C{rank % 10}", "marker": _MARKERS[rank % len(_MARKERS)]}
 
 
@@ -109,6 +113,24 @@ def _freeze_layout(fig: Figure):
     fig.canvas.draw()
     fig.set_layout_engine("none")
     return fig.canvas.get_renderer()
+
+
+def _fitting_legend(fig: Figure, handles, names, rows_planned: int = 3) -> None:
+    """A legend below the axes in as many columns (3 at most) as the figure's width holds; the
+    figure grows by each legend row beyond ``rows_planned``, so the axes keep their height."""
+    for ncol in (3, 2, 1):
+        legend = fig.legend(
+            handles, names, loc="outside lower center", ncol=ncol, frameon=False, handletextpad=0.2
+        )
+        FigureCanvasAgg(fig)
+        fig.canvas.draw()
+        if ncol == 1 or legend.get_window_extent().width <= fig.bbox.width:
+            break
+        legend.remove()
+    extra_rows = -(-len(names) // ncol) - rows_planned
+    if extra_rows > 0:
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width, height + extra_rows * 0.16)
 
 
 def _label_candidates() -> list[tuple[float, float, str, str]]:
@@ -193,7 +215,8 @@ def quality_vs_time(
         fig = Figure(figsize=(COLUMN_WIDTH_IN, 3.0), layout="constrained")
         ax = fig.add_subplot()
         points, labels, others = [], [], False
-        for method, group in usable.groupby("method_key", sort=False):
+        for method in _methods_in_order(usable):
+            group = usable[usable["method_key"] == method]
             style = _method_style(method, rows)
             picked = group["variant"].astype(str).isin({v for m, v in reported if m == method})
             latency = group["latency_s"]
@@ -231,9 +254,7 @@ def quality_vs_time(
         ax.set_ylabel(_axis_label(metric))
         ax.grid(True, which="major", alpha=0.3)
         ax.margins(x=0.25, y=0.15)
-        fig.legend(
-            handles, names, loc="outside lower center", ncol=3, frameon=False, handletextpad=0.2
-        )
+        _fitting_legend(fig, handles, names)
         renderer = _freeze_layout(fig)
         _place_labels(ax, np.array(points).reshape(-1, 2), labels, renderer)
         _save(fig, out_png)

@@ -65,6 +65,9 @@ PER_IMAGE_REQUIRED = [
 METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
 WEIGHT_FREE_EXTRAS = WEIGHT_FREE
 NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "deepinv_dps", "diffpir", "ddrm", "nsdd")
+# In the NSDD table and the quality-vs-time figure but not in the qualitative grid (Fig. 5),
+# whose ten columns would leave panels too narrow for 8 pt titles and scores on a 7 in page.
+QUALITATIVE_OMITS = ("deepinv_dps", "diffpir", "ddrm")
 # The distillation ablation, next to its teacher: row label -> method.
 NSDD_ABLATION = {"DDNM+ (teacher)": "ddnm", "NSDD (null space)": "nsdd", "NSDD (full image)": "nsdd_full"}
 # The rows above DMDiff's in its main table, in order.

@@ -226,10 +226,15 @@ def qualitative(
     table_csv: str | None = None,
     skip: Sequence[Sequence[str]] = (),
 ) -> None:
-    """NSDD Fig. 5: measurement | each (method, variant) of :func:`figure_columns` | reference,
-    with each image's PSNR and perceptual score from the split's evaluate CSV ``metric_csv``."""
+    """NSDD Fig. 5: measurement | each (method, variant) of :func:`figure_columns` less the
+    methods of ``tables.QUALITATIVE_OMITS`` | reference, with each image's PSNR and perceptual
+    score from the split's evaluate CSV ``metric_csv``."""
     data, data_attrs = read_h5(data_path, contract="dataset")
-    chosen = figure_columns(metrics_csv, data_attrs["dataset"], table_csv, skip)
+    chosen = [
+        pair
+        for pair in figure_columns(metrics_csv, data_attrs["dataset"], table_csv, skip)
+        if pair[0] not in tables.QUALITATIVE_OMITS
+    ]
     recons = {}
     for recon_path in recon_paths:
         _, attrs = read_h5(recon_path, names=[], contract="recon")
