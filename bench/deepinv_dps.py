@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4, help="images")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--zeta", type=float, default=10.0, help="thincam DPS guidance step")
-    parser.add_argument("--weight", type=float, default=300.0, help="deepinv DPS guidance weight")
+    parser.add_argument("--weight", type=float, default=3.0, help="deepinv DPS guidance weight")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -48,6 +48,14 @@ def _tsvd_override_on_a_linear_teacher(config):
     faces["nsdd"]["operator"] = {"pinv": {"kind": "tsvd", "threshold": 0.1}}
 
 
+def _ddrm_on_the_linear_operator(config):
+    config["datasets"]["diffusercam_hand"]["methods"]["ddrm"] = {"s20": {"steps": 20, "sigma_y": 0.01}}
+
+
+def _ddrm_on_the_metalens(config):
+    config["datasets"]["natural_metalens"]["methods"]["ddrm"] = {"s20": {"steps": 20, "sigma_y": 0.01}}
+
+
 def _unet_without_restorer(config):
     del config["datasets"]["natural_metalens"]["dmdiff"]["restorer"]
 
@@ -131,6 +139,12 @@ def _noise_from_a_simulated_dataset(config):
         (_tsvd_on_the_metalens, "datasets.natural_metalens.operator.pinv.kind: 'tsvd' needs"),
         (_tsvd_override_on_a_linear_teacher, "datasets.faces_phlatcam.nsdd.operator.pinv.kind"),
         (_unet_without_restorer, "config key datasets.natural_metalens.dmdiff.restorer: needed by methods.unet"),
+        (
+            _ddrm_on_the_linear_operator,
+            "config key datasets.diffusercam_hand.methods.ddrm: DDRM (deepinv) needs the operator's "
+            "singular value decomposition, which the lensless operator (boundary 'linear') lacks",
+        ),
+        (_ddrm_on_the_metalens, "datasets.natural_metalens.methods.ddrm: DDRM (deepinv) needs the operator's"),
     ],
 )
 def test_bad_combinations_name_their_keys(breaks, message):
