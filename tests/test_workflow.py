@@ -78,7 +78,16 @@ def test_tables_and_figures(finished_run):
         for ext in ("png", "pdf"):
             assert (workdir / f"results/figures/{name}.{ext}").stat().st_size > 1000
     main = pd.read_csv(workdir / "results/tables/nsdd_main.csv")
-    assert main["Method"].tolist() == ["Wiener", "ADMM", "DPS", "DDNM+", "NSDD"]
+    assert main["Method"].tolist() == [
+        "Wiener",
+        "ADMM",
+        "DPS",
+        "DDNM+",
+        "DPS (deepinv)",
+        "DiffPIR (deepinv)",
+        "DDRM (deepinv)",
+        "NSDD",
+    ]
     ablation = pd.read_csv(workdir / "results/tables/nsdd_ablation.csv")
     assert ablation["Ablation"].tolist() == ["DDNM+ (teacher)", "NSDD (null space)", "NSDD (full image)"]
 
