@@ -133,6 +133,18 @@ def figure_columns(
     return [pair for pair in chosen if pair not in skipped]
 
 
+def one_per_method(chosen: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One (method, variant) per method, in table order: a qualitative grid compares methods.
+    Where a paper table reports several variants of a method (DMDiff: its ablation), the grid
+    shows the full model (the ablation's "full" row), else the method's first row; so, beside
+    Wiener, the UNet, DDNM+ and NSDD, it fits a page."""
+    full = tables.ABLATION_VARIANTS["full"]
+    variants: dict[str, list[str]] = {}
+    for method, variant in chosen:
+        variants.setdefault(method, []).append(variant)
+    return [(method, full if full in names else names[0]) for method, names in variants.items()]
+
+
 def quality_vs_time(
     metrics_csv: str, dataset: str, out_png: str, table_csv: str | None = None
 ) -> None:
@@ -192,13 +204,13 @@ def qualitative(
     table_csv: str | None = None,
     skip: Sequence[Sequence[str]] = (),
 ) -> None:
-    """NSDD Fig. 5: measurement | each (method, variant) of :func:`figure_columns` | reference,
+    """NSDD Fig. 5: measurement | each method's first (method, variant) of :func:`figure_columns` | reference,
     with each image's PSNR and perceptual score from its run's metrics CSV (``metric_csvs``
     pairs with ``recon_paths``)."""
     if len(recon_paths) != len(metric_csvs):
         raise BadInputError(f"{len(recon_paths)} recon files but {len(metric_csvs)} metrics CSVs")
     data, data_attrs = read_h5(data_path, contract="dataset")
-    chosen = figure_columns(metrics_csv, data_attrs["dataset"], table_csv, skip)
+    chosen = one_per_method(figure_columns(metrics_csv, data_attrs["dataset"], table_csv, skip))
     runs = {}
     for recon_path, metric_csv in zip(recon_paths, metric_csvs):
         _, attrs = read_h5(recon_path, names=[], contract="recon")
