@@ -296,9 +296,9 @@ def test_ddnm_beats_anchor_and_fits_to_noise_level(trained_prior, faces, form):
 def test_tikhonov_form_on_the_metalens_is_consistent_and_beats_the_anchor(trained_prior, faces, metalens):
     """The metalens has no SVD, so DDNM+ runs its tikhonov form (CG, lam floor from the A+). On
     held-out faces at sigma_y 0.01 it beats A+y and meets the measurement to the noise level:
-    ||A xhat - y|| about ||n||, neither fitting the noise nor ignoring y. The scalar form, which
-    applies the fixed A+ at every step, passes up to 1 / (2 sqrt(lam)) = 5x the noise into the
-    directions the metalens barely sees; the tikhonov form must not do worse."""
+    ||A xhat - y|| within 20% of ||n|| (measured 1.02), neither fitting the noise nor ignoring y.
+    It is as good as the scalar form (measured 25.81 vs 25.83 dB; on the natural_metalens val
+    split the two trade PSNR against GMSD, README)."""
     from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
 
     x = torch.from_numpy(faces[:8])
@@ -324,8 +324,8 @@ def test_tikhonov_form_on_the_metalens_is_consistent_and_beats_the_anchor(traine
     ratio = float(torch.linalg.vector_norm(metalens.A(results["tikhonov"]) - y) / torch.linalg.vector_norm(noise))
     print(f"metalens DDNM+ PSNR {measured}, anchor {psnr(anchor, x):.2f}, residual / noise {ratio:.2f}")
     assert measured["tikhonov"] > psnr(anchor, x) + 0.5
-    assert measured["tikhonov"] > measured["scalar"] - 0.1
-    assert 0.5 < ratio < 1.5
+    assert abs(measured["tikhonov"] - measured["scalar"]) < 0.3
+    assert 0.8 < ratio < 1.2
 
 
 # --- DPS ---------------------------------------------------------------------------------------
