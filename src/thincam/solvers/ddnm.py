@@ -2,7 +2,7 @@
 
 At each step the prior's clean estimate x0|t keeps its null-space content and has its range-space
 content replaced (or, with noise, blended) by what the measurement says; docs/physics.md gives the
-equations. Two forms:
+equations. Three forms:
 
 - ``"scalar"``: one lambda_t/gamma_t per step and the operator's own A+ (any thincam operator).
 - ``"svd"``: the original per-singular-value DDNM+ for operators diagonal in Fourier (circular

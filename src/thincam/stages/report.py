@@ -204,9 +204,9 @@ def qualitative(
     table_csv: str | None = None,
     skip: Sequence[Sequence[str]] = (),
 ) -> None:
-    """NSDD Fig. 5: measurement | each method's first (method, variant) of :func:`figure_columns` | reference,
-    with each image's PSNR and perceptual score from its run's metrics CSV (``metric_csvs``
-    pairs with ``recon_paths``)."""
+    """NSDD Fig. 5: measurement | a (method, variant) per method (:func:`one_per_method` of
+    :func:`figure_columns`) | reference, with each image's PSNR and perceptual score from its
+    run's metrics CSV (``metric_csvs`` pairs with ``recon_paths``)."""
     if len(recon_paths) != len(metric_csvs):
         raise BadInputError(f"{len(recon_paths)} recon files but {len(metric_csvs)} metrics CSVs")
     data, data_attrs = read_h5(data_path, contract="dataset")
