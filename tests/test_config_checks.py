@@ -56,6 +56,20 @@ def _ddrm_on_the_metalens(config):
     config["datasets"]["natural_metalens"]["methods"]["ddrm"] = {"s20": {"steps": 20, "sigma_y": 0.01}}
 
 
+def _svd_ddnm_on_the_metalens(config):
+    config["datasets"]["natural_metalens"]["methods"]["ddnm"]["s50"]["form"] = "svd"
+
+
+def _svd_teacher_on_the_metalens(config):
+    config["datasets"]["natural_metalens"]["nsdd"]["teacher"]["form"] = "svd"
+
+
+def _tikhonov_ddnm_with_a_tsvd_pinv(config):
+    faces = config["datasets"]["faces_phlatcam"]
+    faces["operator"]["pinv"] = {"kind": "tsvd", "threshold": 0.1}
+    faces["methods"]["ddnm"]["s50"]["form"] = "tikhonov"
+
+
 def _unet_without_restorer(config):
     del config["datasets"]["natural_metalens"]["dmdiff"]["restorer"]
 
@@ -138,6 +152,9 @@ def _noise_from_a_simulated_dataset(config):
         (_tsvd_on_the_linear_operator, "datasets.diffusercam_hand.operator.pinv.kind: 'tsvd' needs"),
         (_tsvd_on_the_metalens, "datasets.natural_metalens.operator.pinv.kind: 'tsvd' needs"),
         (_tsvd_override_on_a_linear_teacher, "datasets.faces_phlatcam.nsdd.operator.pinv.kind"),
+        (_svd_ddnm_on_the_metalens, "config key datasets.natural_metalens.methods.ddnm.s50.form: 'svd' needs"),
+        (_svd_teacher_on_the_metalens, "config key datasets.natural_metalens.nsdd.teacher.form: 'svd' needs"),
+        (_tikhonov_ddnm_with_a_tsvd_pinv, "datasets.faces_phlatcam.methods.ddnm.s50.form: 'tikhonov' takes"),
         (_unet_without_restorer, "config key datasets.natural_metalens.dmdiff.restorer: needed by methods.unet"),
         (
             _ddrm_on_the_linear_operator,

@@ -87,6 +87,23 @@ def circular(lam: float) -> LenslessConvolution:
     return LenslessConvolution(sparse_dots_psf(), boundary="circular", pinv={"kind": "tikhonov", "lam": lam})
 
 
+@pytest.fixture(scope="session")
+def metalens():
+    """The default config's metalens operator (3x3 PSF grid, CG Tikhonov A+ as natural_metalens
+    configures it), at the test's 32 px: a spatially varying blur with no SVD."""
+    from pathlib import Path
+
+    import yaml
+
+    from thincam.optics.calibrate import camera_psf
+    from thincam.physics.operators import ProductConvolution
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    entry = config["datasets"]["natural_metalens"]
+    grid = camera_psf(config["cameras"][entry["camera"]], where="natural_metalens")[0]["psf_grid"]
+    return ProductConvolution(torch.from_numpy(grid), (SIZE, SIZE), pinv=entry["operator"]["pinv"])
+
+
 # --- DDNM+ -------------------------------------------------------------------------------------
 
 
@@ -151,6 +168,53 @@ def test_svd_form_needs_fourier_diagonal_operator(tiny_prior, faces):
     y = linear.A(torch.from_numpy(faces[:1]))
     with pytest.raises(ValueError, match="form='scalar'"):
         ddnm_plus(linear, y, *tiny_prior, steps=2, eta=0.85, sigma_y=0.01, form="svd")
+
+
+def test_tikhonov_weight_follows_the_noise():
+    """mu_t = (a_t sigma / (2 sigma_t))^2: lambda_k = s_k^2 / (s_k^2 + mu_t) equals the SVD form's
+    min(1, s_k sigma_t / (a_t sigma)), 1/2, where the noise passed into direction k, a_t sigma /
+    s_k, is 2 sigma_t; the step never passes more than sigma_t of noise into any direction;
+    mu_t is never below the A+'s lam."""
+    from thincam.solvers.ddnm import tikhonov_weight
+
+    a_t, sigma_t, sigma = 0.9, 0.05, 0.02
+    mu = tikhonov_weight(a_t, sigma_t, sigma, floor=0.0)
+    s = a_t * sigma / (2 * sigma_t)  # the singular value whose passed noise is 2 sigma_t
+    assert s**2 / (s**2 + mu) == pytest.approx(0.5) == s * sigma_t / (a_t * sigma)
+    singular_values = torch.logspace(-4, 0, 1001, dtype=torch.float64)
+    passed = a_t * sigma * singular_values / (singular_values**2 + mu)
+    assert float(passed.max()) == pytest.approx(sigma_t, rel=1e-3)
+    assert tikhonov_weight(0.3, 0.95, sigma, floor=0.01) == 0.01  # early steps: the A+ itself
+    assert tikhonov_weight(a_t, sigma_t, sigma, floor=0.01) == pytest.approx(mu)  # late: above it
+    assert tikhonov_weight(a_t, 0.0, sigma, floor=0.01) == float("inf")  # last step: trust x0|t
+    assert tikhonov_weight(a_t, 0.0, 0.0, floor=0.01) == 0.01  # noise-free: always project
+
+
+def test_tikhonov_form_without_noise_is_the_scalar_form(tiny_prior, faces, metalens):
+    """Known answer: at sigma_y = 0, mu_t is the A+'s lam at every step and the tikhonov form
+    applies exactly the scalar form's A+ with lambda 1 and DDIM's noise; so the two agree.
+    (Consistency needs a real prior: the random UNet's x0|t is far outside [0, 1] where the
+    metalens barely sees, and the final clip moves it; see the slow test below.)"""
+    from thincam.solvers.ddnm import ddnm_plus
+
+    x = torch.from_numpy(faces[:2])
+    y = metalens.A(x)
+    x_T = torch.randn(x.shape, generator=torch.Generator().manual_seed(3))
+    kwargs = {"steps": 6, "eta": 0.85, "sigma_y": 0.0, "x_T": x_T}
+    results = {
+        form: ddnm_plus(metalens, y, *tiny_prior, form=form, generator=torch.Generator().manual_seed(0), **kwargs)
+        for form in ("scalar", "tikhonov")
+    }
+    assert torch.allclose(results["scalar"], results["tikhonov"], atol=1e-5)
+
+
+def test_tikhonov_form_needs_a_tikhonov_pinv(tiny_prior, faces):
+    from thincam.solvers.ddnm import ddnm_plus
+
+    tsvd = LenslessConvolution(sparse_dots_psf(), boundary="circular", pinv={"kind": "tsvd", "threshold": 0.1})
+    y = tsvd.A(torch.from_numpy(faces[:1]))
+    with pytest.raises(ValueError, match="form='tikhonov' takes its lam floor.*'tsvd'"):
+        ddnm_plus(tsvd, y, *tiny_prior, steps=2, eta=0.85, sigma_y=0.01, form="tikhonov")
 
 
 def test_batch_composition_does_not_change_an_image(tiny_prior, faces):
@@ -226,6 +290,42 @@ def test_ddnm_beats_anchor_and_fits_to_noise_level(trained_prior, faces, form):
     assert psnr(xhat, x) > psnr(anchor, x) + 0.5
     ratio = float(torch.linalg.vector_norm(physics.A(xhat) - y) / torch.linalg.vector_norm(noise))
     assert 0.5 < ratio < 1.5
+
+
+@pytest.mark.slow
+def test_tikhonov_form_on_the_metalens_is_consistent_and_beats_the_anchor(trained_prior, faces, metalens):
+    """The metalens has no SVD, so DDNM+ runs its tikhonov form (CG, lam floor from the A+). On
+    held-out faces at sigma_y 0.01 it beats A+y and meets the measurement to the noise level:
+    ||A xhat - y|| within 20% of ||n|| (measured 1.02), neither fitting the noise nor ignoring y.
+    It is as good as the scalar form (measured 25.81 vs 25.83 dB; on the natural_metalens val
+    split the two trade PSNR against GMSD, README)."""
+    from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
+
+    x = torch.from_numpy(faces[:8])
+    noise = 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
+    y = metalens.A(x) + noise
+    seeds = list(range(len(x)))
+    results = {
+        form: ddnm_plus(
+            metalens,
+            y,
+            *trained_prior,
+            steps=30,
+            eta=0.85,
+            sigma_y=0.01,
+            form=form,
+            generator=step_generators(seeds),
+            x_T=initial_noise(x.shape, seeds),
+        )
+        for form in ("scalar", "tikhonov")
+    }
+    anchor = metalens.A_dagger(y).clamp(0, 1)
+    measured = {form: psnr(xhat, x) for form, xhat in results.items()}
+    ratio = float(torch.linalg.vector_norm(metalens.A(results["tikhonov"]) - y) / torch.linalg.vector_norm(noise))
+    print(f"metalens DDNM+ PSNR {measured}, anchor {psnr(anchor, x):.2f}, residual / noise {ratio:.2f}")
+    assert measured["tikhonov"] > psnr(anchor, x) + 0.5
+    assert abs(measured["tikhonov"] - measured["scalar"]) < 0.3
+    assert 0.8 < ratio < 1.2
 
 
 # --- DPS ---------------------------------------------------------------------------------------

@@ -245,6 +245,35 @@ def test_configured_linear_null_projection_is_approximate():
     assert measured[0] < LINEAR_PROJECTOR_BOUND and measured[1] < LINEAR_LEAKAGE_BOUND
 
 
+def _configured_metalens(dataset: str = "natural_metalens", iters: int | None = None):
+    """The configured metalens operator (float64 PSF grid; ``iters`` CG steps instead of the
+    configured ones) and a scene batch of its size."""
+    from thincam.optics.calibrate import camera_psf
+
+    entry = CONFIG["datasets"][dataset]
+    grid = camera_psf(CONFIG["cameras"][entry["camera"]], where=dataset)[0]["psf_grid"]
+    shape = tuple(entry["image_size"])
+    pinv = {**entry["operator"]["pinv"], **({"iters": iters} if iters else {})}
+    op = ProductConvolution(torch.from_numpy(np.asarray(grid, dtype=np.float64)), shape, pinv=pinv)
+    return op, _image((2, 3, *shape))
+
+
+def test_configured_metalens_range_null_identity():
+    """NSDD and DDNM+ on the metalens rest on A A+ A x = A x. With the configured Tikhonov A+
+    (CG) it holds to the metalens bound, and A (I - A+A) x, what a null-space residual changes
+    in the measurement, is the same vector. The configured CG steps have converged: more do not
+    change A+."""
+    op, x = _configured_metalens()
+    assert op.pinv.kind == "tikhonov"
+    residual, leakage = range_null_residual(op, x), null_leakage(op, x)
+    print(f"metalens lam {op.pinv.lam}, {op.pinv.iters} CG steps: range-null {residual:.3g}, leakage {leakage:.3g}")
+    assert 1e-4 < residual < RANGE_NULL_BOUND["metalens"]
+    assert leakage == pytest.approx(residual, rel=1e-3)
+    longer, _ = _configured_metalens(iters=4 * op.pinv.iters)
+    y = op.A(x)
+    assert torch.linalg.vector_norm(longer.A_dagger(y) - op.A_dagger(y)) < 1e-3 * torch.linalg.vector_norm(x)
+
+
 def test_tsvd_needs_the_circular_operator():
     tsvd = {"kind": "tsvd", "threshold": 0.1}
     with pytest.raises(ValueError, match="tsvd.*diagonal in Fourier"):

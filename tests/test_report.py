@@ -327,11 +327,21 @@ def test_dmdiff_tables(tmp_path):
         "MUSIQ",
         "CLIP-IQA",
         "GMSD",
+        "consistency",
+        "time (s)",
     ]
-    assert main["Method"].tolist() == ["Wiener", "UNet (supervised)"] + ["DMDiff"] * 7
+    # Both papers on one camera: the NSDD paper's teacher and student above DMDiff.
+    assert main["Method"].tolist() == ["Wiener", "UNet (supervised)", "DDNM+", "NSDD"] + ["DMDiff"] * 7
+    assert main.loc[main["Method"] == "NSDD", "time (s)"].item() == 0.01
     assert main["DISTS"].isna().all()
     written = pd.read_csv(tmp_path / "dmdiff.csv", keep_default_na=False)
     assert (written["DISTS"] == "").all()
+    # DDNM+ with several variants: the row is the one chosen on val, not the best on test.
+    more = df[(df["method"] == "ddnm")].assign(variant="s20", psnr=27.0, lpips=0.1)
+    val = pd.concat([more, df[df["method"] == "ddnm"]]).assign(split="val")
+    val.loc[val["variant"] == "s20", "lpips"] = 0.5
+    chosen = tables.dmdiff_main_table(pd.concat([df, more, val]), "faces")
+    assert chosen.loc[chosen["Method"] == "DDNM+", "Variant"].tolist() == ["svd50"]
 
     alpha = tables.alpha_sweep_table(df, "faces")
     assert alpha["alpha"].tolist() == [0.0, 0.5, 1.0]
@@ -382,6 +392,10 @@ NSDD_RUNS = [  # method, variant, params, PSNR, LPIPS, latency (s)
 ]
 DMDIFF_RUNS = [
     ("wiener", "K1e-2", {"K": 0.01}, 20.2, 0.45, 0.0012),
+    ("unet", "main", {}, 23.5, 0.25, 0.0021),
+    ("ddnm", "s20", {"steps": 20, "form": "tikhonov"}, 24.6, 0.24, 0.45),
+    ("ddnm", "s50", {"steps": 50, "form": "tikhonov"}, 24.9, 0.23, 1.1),
+    ("nsdd", "main", {}, 24.4, 0.25, 0.021),
     ("dmdiff", "full", {"model": "full"}, 23.1, 0.27, 0.31),
     ("dmdiff", "no_svda", {"model": "no_svda"}, 23.1, 0.28, 0.31),
     ("dmdiff", "svda_no_fwhm", {"model": "svda_no_fwhm"}, 23.0, 0.28, 0.31),
@@ -399,18 +413,25 @@ def default_metrics(lpips=True):
     """metrics.csv of the default config: faces_phlatcam (NSDD) and natural_metalens (DMDiff).
 
     The val split, where tables choose, has the methods with several variants; there DDNM+ s50
-    beats s100, which is better on test: figures must show what the table chose.
+    beats s100, which is better on test, and on the metalens s20 beats s50: figures must show
+    what the table chose.
     """
     val = [
         (m, v, p, psnr, score - 0.01 if v == "s50" else score, np.nan)
         for m, v, p, psnr, score, _ in NSDD_RUNS
         if m in ("wiener", "dps", "ddnm", "ddrm")
     ]
+    metalens_val = [
+        (m, v, p, psnr, score - 0.02 if v == "s20" else score, np.nan)
+        for m, v, p, psnr, score, _ in DMDIFF_RUNS
+        if m == "ddnm"
+    ]
     rows = []
     for dataset, split, runs in (
         ("faces_phlatcam", "test", NSDD_RUNS),
         ("faces_phlatcam", "val", val),
         ("natural_metalens", "test", DMDIFF_RUNS),
+        ("natural_metalens", "val", metalens_val),
     ):
         for method, variant, params, psnr, score, latency in runs:
             rows.append(
@@ -665,32 +686,63 @@ def qualitative_inputs(data_path, recons, csv, chosen):
 
 
 def test_dmdiff_qualitative_grid_without_lpips(tmp_path):
-    """The same grid for DMDiff: Wiener and the main table's DMDiff variants, less the alpha
-    sweep (its own figure); the weight-free score named under the grid."""
+    """The same grid for DMDiff: one column per method of the main table (Wiener, the UNet,
+    NSDD's teacher and student, DMDiff's first variant, the full model), the alpha sweep and the
+    ablation left to their own figure and table; the weight-free score named under the grid."""
     metrics = default_metrics(lpips=False)
+    metrics_csv = tmp_path / "metrics.csv"
+    write_csv_atomic(metrics, metrics_csv)
     table = tmp_path / "dmdiff_main.csv"
     write_csv_atomic(tables.dmdiff_main_table(metrics, "natural_metalens"), table)
     skip = [("dmdiff", v) for _, v, p, *_ in DMDIFF_RUNS if "alpha" in p]
     chosen = report.figure_columns("unused.csv", "natural_metalens", str(table), skip)
-    assert chosen == [("wiener", "K1e-2")] + [
+    assert chosen == [("wiener", "K1e-2"), ("unet", "main"), ("ddnm", "s20"), ("nsdd", "main")] + [
         ("dmdiff", v) for v in ("full", "no_svda", "svda_no_fwhm", "no_negative")
+    ]
+    shown = report.one_per_method(chosen)
+    assert shown == chosen[:5]
+    # the full model whatever its place among DMDiff's rows (metrics.csv sorts variants by name)
+    assert report.one_per_method([("wiener", "K1e-2"), ("dmdiff", "alpha0"), ("dmdiff", "full")]) == [
+        ("wiener", "K1e-2"),
+        ("dmdiff", "full"),
     ]
     data_path, recons, csv = write_default_run(
         tmp_path, "natural_metalens", DMDIFF_RUNS, lpips=False
     )
     png = tmp_path / "qualitative_natural_metalens.png"
-    y, columns, x, scores = qualitative_inputs(data_path, recons, csv, chosen)
-    fig = figures.qualitative(y, columns, png, x, scores, n_images=4)
+    report.qualitative(data_path, recons, csv, str(png), 4, str(metrics_csv), str(table), skip)
     assert_figure(png)
+    y, columns, x, scores = qualitative_inputs(data_path, recons, csv, shown)
+    fig = figures.qualitative(y, columns, png, x, scores, n_images=4)
     assert_readable_layout(fig)
-    assert [ax.get_title() for ax in fig.axes[1:6]] == [
+    assert [ax.get_title() for ax in fig.axes[:7]] == [
+        "measurement",
         "Wiener",
-        "DMDiff\nfull",
-        "DMDiff\nno SVDA",
-        "DMDiff\nSVDA w/o\nFWHM",
-        "DMDiff\nw/o negative\npath",
+        "UNet\n(supervised)",
+        "DDNM+\n(teacher)",
+        "NSDD",
+        "DMDiff",
+        "reference",
     ]
     assert fig.get_supxlabel() == "Under each image: PSNR (dB) ↑ / GMSD (weight-free) ↓"
+
+
+def test_dmdiff_quality_vs_time_shows_both_papers(tmp_path):
+    """The metalens quality-vs-time figure: DDNM+'s steps as a labelled curve, NSDD, the UNet
+    and every DMDiff variant the main table reports, filled; readable."""
+    metrics = default_metrics(lpips=False)
+    metrics_csv = tmp_path / "metrics.csv"
+    write_csv_atomic(metrics, metrics_csv)
+    table = tmp_path / "dmdiff_main.csv"
+    write_csv_atomic(tables.dmdiff_main_table(metrics, "natural_metalens"), table)
+    png = tmp_path / "quality_vs_time_natural_metalens.png"
+    reported = report.figure_columns(str(metrics_csv), "natural_metalens", str(table))
+    fig = figures.quality_vs_time(metrics, "natural_metalens", png, reported)
+    assert_figure(png)
+    assert_readable_layout(fig)
+    shown = set(texts_of(fig))
+    assert {"Wiener", "UNet (supervised)", "DDNM+", "NSDD", "DMDiff", "s20", "s50"} <= shown
+    assert filled_points(fig)["DDNM+"] == [[0.45, pytest.approx(0.24 / 3)]]  # chosen on val
 
 
 def test_qualitative_without_a_paper_table_shows_each_methods_best(tmp_path):

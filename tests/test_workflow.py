@@ -74,7 +74,14 @@ def test_tables_and_figures(finished_run):
     assert np.isfinite(faces.psnr).all() and (faces.latency_s > 0).all()
     # The tiny prior trains for seconds, so only prior-free methods must already be good.
     assert (faces[faces.method.isin(["wiener", "admm", "nsdd"])].psnr > 12).all()
-    for name in ("quality_vs_time_faces_phlatcam", "qualitative_faces_phlatcam", "sweep_faces_phlatcam", "capture_diffusercam_hand"):
+    for name in (
+        "quality_vs_time_faces_phlatcam",
+        "qualitative_faces_phlatcam",
+        "sweep_faces_phlatcam",
+        "capture_diffusercam_hand",
+        "quality_vs_time_natural_metalens",
+        "qualitative_natural_metalens",
+    ):
         for ext in ("png", "pdf"):
             assert (workdir / f"results/figures/{name}.{ext}").stat().st_size > 1000
     main = pd.read_csv(workdir / "results/tables/nsdd_main.csv")
@@ -106,8 +113,10 @@ def test_dmdiff_branch(finished_run):
     assert np.isfinite(ablation["pseudo capture PSNR (dB)"][[0, 1, 3]]).all()
     assert np.isnan(ablation["clean-as-capture PSNR (dB)"][2])
     main = pd.read_csv(tables / "dmdiff_main.csv")
-    assert main["Method"].tolist()[:2] == ["Wiener", "UNet (supervised)"]
-    assert (main["Method"].iloc[2:] == "DMDiff").all()
+    # Both papers on one camera: NSDD's teacher and student between the baselines and DMDiff.
+    assert main["Method"].tolist()[:4] == ["Wiener", "UNet (supervised)", "DDNM+", "NSDD"]
+    assert (main["Method"].iloc[4:] == "DMDiff").all()
+    assert list(main.columns[-2:]) == ["consistency", "time (s)"] and np.isfinite(main["PSNR"]).all()
     unet = json.loads((workdir / "results/unet/natural_metalens/model/training.json").read_text())
     assert unet["n_pairs"] == 4 and unet["loss"].startswith("l2 + 0.1 * weight_free")
     for ext in ("png", "pdf"):
@@ -268,3 +277,24 @@ def test_nsdd_claims_on_the_tiny_run(finished_run):
     # must relearn it: better PSNR and consistency for the null-space student.
     null, full = ablation.loc["NSDD (null space)"], ablation.loc["NSDD (full image)"]
     assert null["PSNR"] > full["PSNR"] and null["consistency"] < full["consistency"]
+
+
+def test_nsdd_on_the_metalens_tiny_run(finished_run):
+    """NSDD beside DMDiff on the metalens: its own prior, DDNM+ targets made with the
+    product-convolution operator and its CG A+ (tikhonov form), a student that records that
+    operator, and the structural claim: one UNet pass is faster than the teacher's steps."""
+    workdir, config = finished_run
+    spec = config["datasets"]["natural_metalens"]
+    shards = sorted((workdir / "results/targets/natural_metalens").glob("shard-*.h5"))
+    assert len(shards) == spec["nsdd"]["n_shards"]
+    for shard in shards:
+        arrays, attrs = read_h5(shard, contract="targets")
+        assert json.loads(attrs["operator"])["kind"] == "metalens"
+        assert json.loads(attrs["teacher"])["form"] == "tikhonov"
+        # A+ inverts A on its range, here over the anchors and the 4-step prior's rough targets
+        assert 0 < attrs["range_null_residual"] < 0.5
+        assert np.isfinite(arrays["target"]).all() and arrays["target"].shape[1:] == (3, 32, 32)
+    distilled = json.loads((workdir / "results/nsdd/natural_metalens/distill.json").read_text())
+    assert distilled["operator"]["kind"] == "metalens" and distilled["prior"].endswith("results/prior/natural")
+    main = pd.read_csv(workdir / "results/tables/dmdiff_main.csv").set_index("Method")
+    assert main.loc["NSDD", "time (s)"] < main.loc["DDNM+", "time (s)"]

@@ -88,6 +88,34 @@ def _check_operator(name: str, dataset: Mapping[str, Any]) -> None:
             )
 
 
+def _check_ddnm_forms(name: str, dataset: Mapping[str, Any]) -> None:
+    """DDNM+'s svd form needs the circular operator's SVD; its tikhonov form a Tikhonov A+.
+
+    Checked for every DDNM+ variant (the dataset's operator) and the NSDD teacher (with the
+    ``nsdd.operator`` overrides), so a wrong form fails before hours of sampling.
+    """
+    uses = [
+        (f"datasets.{name}.methods.ddnm.{variant}.form", params["form"], dataset["operator"])
+        for variant, params in dataset.get("methods", {}).get("ddnm", {}).items()
+    ]
+    nsdd = dataset.get("nsdd")
+    if nsdd:
+        operator = {**dataset["operator"], **(nsdd.get("operator") or {})}
+        uses.append((f"datasets.{name}.nsdd.teacher.form", nsdd["teacher"]["form"], operator))
+    for key, form, operator in uses:
+        circular = operator["kind"] == "lensless" and operator.get("boundary", "linear") == "circular"
+        if form == "svd" and not circular:
+            raise ConfigError(
+                f"config key {key}: 'svd' needs the lensless operator with boundary 'circular' "
+                f"(diagonal in Fourier); the {operator['kind']} operator here has no SVD: use 'tikhonov'"
+            )
+        if form == "tikhonov" and operator["pinv"]["kind"] != "tikhonov":
+            raise ConfigError(
+                f"config key {key}: 'tikhonov' takes its lam floor and CG steps from a Tikhonov "
+                f"pinv, not {operator['pinv']['kind']!r}: use 'svd' or 'scalar'"
+            )
+
+
 def check_config(config: Mapping[str, Any], root: Path) -> None:
     """Raise ConfigError naming the key of the first dangling reference or missing input path."""
     cameras = config["cameras"]
@@ -114,6 +142,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
                 f"does not fit camera {dataset['camera']!r} of kind {kind!r}"
             )
         _check_operator(name, dataset)
+        _check_ddnm_forms(name, dataset)
         methods = dataset.get("methods", {})
         if methods and dataset["splits"]["test"] == 0:
             raise ConfigError(

@@ -70,8 +70,9 @@ NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "deepinv_dps", "diffpir",
 QUALITATIVE_OMITS = ("deepinv_dps", "diffpir", "ddrm")
 # The distillation ablation, next to its teacher: row label -> method.
 NSDD_ABLATION = {"DDNM+ (teacher)": "ddnm", "NSDD (null space)": "nsdd", "NSDD (full image)": "nsdd_full"}
-# The rows above DMDiff's in its main table, in order.
-DMDIFF_BASELINES = ("wiener", "unet")
+# The rows above DMDiff's in its main table, in order: the classic and the supervised baseline,
+# then the NSDD paper's teacher and student, so one table compares both papers on one camera.
+DMDIFF_BASELINES = ("wiener", "unet", "ddnm", "nsdd")
 # Ablation row label -> dmdiff variant name in the config.
 ABLATION_VARIANTS = {
     "no SVDA": "no_svda",
@@ -331,8 +332,9 @@ def dmdiff_main_table(
     variants: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The baselines (each chosen on val) and the DMDiff variants (all, or ``variants`` in that
-    order): Wiener, then the supervised UNet (SwinIR's place in the paper: what the diffusion
-    prior adds), then DMDiff."""
+    order): Wiener, the supervised UNet (SwinIR's place in the paper: what the diffusion prior
+    adds), DDNM+ and NSDD (zero-shot and distilled, trained without pairs), then DMDiff. After
+    the image metrics, consistency and time: what NSDD trades against DMDiff."""
     rows, dmdiff = _dmdiff_rows(metrics_df, dataset, variants)
     if dmdiff.empty:
         raise BadInputError(f"{dataset}: no dmdiff results in the metrics table")
@@ -345,7 +347,8 @@ def dmdiff_main_table(
         if variant is not None:
             candidates = candidates[candidates["variant"] == variant]
         selected.append(candidates.iloc[:1])
-    return _table(pd.concat([*selected, dmdiff]), _dmdiff_columns(rows))
+    columns = _dmdiff_columns(rows) | {"consistency": METRICS["consistency"].label, "latency_s": "time (s)"}
+    return _table(pd.concat([*selected, dmdiff]), columns)
 
 
 def _dmdiff_rows(

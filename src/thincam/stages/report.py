@@ -167,6 +167,18 @@ def figure_columns(
     return [pair for pair in chosen if pair not in skipped]
 
 
+def one_per_method(chosen: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One (method, variant) per method, in table order: a qualitative grid compares methods.
+    Where a paper table reports several variants of a method (DMDiff: its ablation), the grid
+    shows the full model (the ablation's "full" row), else the method's first row; so, beside
+    Wiener, the UNet, DDNM+ and NSDD, it fits a page."""
+    full = tables.ABLATION_VARIANTS["full"]
+    variants: dict[str, list[str]] = {}
+    for method, variant in chosen:
+        variants.setdefault(method, []).append(variant)
+    return [(method, full if full in names else names[0]) for method, names in variants.items()]
+
+
 def quality_vs_time(
     metrics_csv: str, dataset: str, out_png: str, table_csv: str | None = None
 ) -> None:
@@ -226,15 +238,17 @@ def qualitative(
     table_csv: str | None = None,
     skip: Sequence[Sequence[str]] = (),
 ) -> None:
-    """NSDD Fig. 5: measurement | each (method, variant) of :func:`figure_columns` less the
-    methods of ``tables.QUALITATIVE_OMITS`` | reference, with each image's PSNR and perceptual
-    score from the split's evaluate CSV ``metric_csv``."""
+    """NSDD Fig. 5: measurement | a (method, variant) per method (:func:`one_per_method` of
+    :func:`figure_columns`, less the methods of ``tables.QUALITATIVE_OMITS``) | reference, with
+    each image's PSNR and perceptual score from the split's evaluate CSV ``metric_csv``."""
     data, data_attrs = read_h5(data_path, contract="dataset")
-    chosen = [
-        pair
-        for pair in figure_columns(metrics_csv, data_attrs["dataset"], table_csv, skip)
-        if pair[0] not in tables.QUALITATIVE_OMITS
-    ]
+    chosen = one_per_method(
+        [
+            pair
+            for pair in figure_columns(metrics_csv, data_attrs["dataset"], table_csv, skip)
+            if pair[0] not in tables.QUALITATIVE_OMITS
+        ]
+    )
     recons = {}
     for recon_path in recon_paths:
         _, attrs = read_h5(recon_path, names=[], contract="recon")
