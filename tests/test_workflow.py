@@ -291,8 +291,9 @@ def test_nsdd_on_the_metalens_tiny_run(finished_run):
         arrays, attrs = read_h5(shard, contract="targets")
         assert json.loads(attrs["operator"])["kind"] == "metalens"
         assert json.loads(attrs["teacher"])["form"] == "tikhonov"
-        # A+ inverts A on its range, here over the anchors and the 4-step prior's rough targets
-        assert 0 < attrs["range_null_residual"] < 0.5
+        # A+ inverts A on its range, over the anchors and even the 4-step prior's rough targets,
+        # to the metalens bound of tests/test_physics.py (measured 0.026 and 0.027)
+        assert 0 < attrs["range_null_residual"] < 0.05
         assert np.isfinite(arrays["target"]).all() and arrays["target"].shape[1:] == (3, 32, 32)
     distilled = json.loads((workdir / "results/nsdd/natural_metalens/distill.json").read_text())
     assert distilled["operator"]["kind"] == "metalens" and distilled["prior"].endswith("results/prior/natural")
