@@ -262,30 +262,35 @@ def test_ddnm_bf16_autocast_runs_close_to_fp32(tiny_prior, faces):
     assert 0 < float((full - half).abs().mean()) < 0.05
 
 
+def _seeded_ddnm_30_steps(physics, y, prior, form, shape):
+    """DDNM+ (30 steps, eta 0.85, sigma_y 0.01) of a batch, image b seeded with b."""
+    from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
+
+    seeds = list(range(shape[0]))
+    return ddnm_plus(
+        physics,
+        y,
+        *prior,
+        steps=30,
+        eta=0.85,
+        sigma_y=0.01,
+        form=form,
+        generator=step_generators(seeds),
+        x_T=initial_noise(shape, seeds),
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["scalar", "svd"])
 def test_ddnm_beats_anchor_and_fits_to_noise_level(trained_prior, faces, form):
     """On held-out faces at sigma_y 0.01 (Tikhonov lam 1e-2, docs/physics.md) DDNM+ with a prior beats A+y,
     and its residual ||A xhat - y|| is about the noise's ||n||: it neither overfits the noise
     (residual << ||n||) nor ignores the measurement (residual >> ||n||)."""
-    from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
-
     physics = circular(1e-2)
     x = torch.from_numpy(faces[:8])
     noise = 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
     y = physics.A(x) + noise
-    seeds = list(range(len(x)))
-    xhat = ddnm_plus(
-        physics,
-        y,
-        *trained_prior,
-        steps=30,
-        eta=0.85,
-        sigma_y=0.01,
-        form=form,
-        generator=step_generators(seeds),
-        x_T=initial_noise(x.shape, seeds),
-    )
+    xhat = _seeded_ddnm_30_steps(physics, y, trained_prior, form, x.shape)
     anchor = physics.A_dagger(y).clamp(0, 1)
     assert psnr(xhat, x) > psnr(anchor, x) + 0.5
     ratio = float(torch.linalg.vector_norm(physics.A(xhat) - y) / torch.linalg.vector_norm(noise))
@@ -299,24 +304,11 @@ def test_tikhonov_form_on_the_metalens_is_consistent_and_beats_the_anchor(traine
     ||A xhat - y|| within 20% of ||n|| (measured 1.02), neither fitting the noise nor ignoring y.
     It is as good as the scalar form (measured 25.81 vs 25.83 dB; on the natural_metalens val
     split the two trade PSNR against GMSD, README)."""
-    from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
-
     x = torch.from_numpy(faces[:8])
     noise = 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
     y = metalens.A(x) + noise
-    seeds = list(range(len(x)))
     results = {
-        form: ddnm_plus(
-            metalens,
-            y,
-            *trained_prior,
-            steps=30,
-            eta=0.85,
-            sigma_y=0.01,
-            form=form,
-            generator=step_generators(seeds),
-            x_T=initial_noise(x.shape, seeds),
-        )
+        form: _seeded_ddnm_30_steps(metalens, y, trained_prior, form, x.shape)
         for form in ("scalar", "tikhonov")
     }
     anchor = metalens.A_dagger(y).clamp(0, 1)
