@@ -109,21 +109,15 @@ def psf_of_dataset(wildcards):
     return f"results/psf/{dataset_camera(wildcards)}.h5"
 
 
-def variant_params(wildcards):
-    """The parameters of one configured variant; an unknown method or variant is an error."""
+def method_variants(wildcards):
+    """{variant: parameters} of one configured method; an unknown method is an error."""
     methods = config["datasets"][wildcards.dataset].get("methods", {})
     if wildcards.method not in methods:
         raise ValueError(
             f"dataset {wildcards.dataset!r} defines no method {wildcards.method!r} "
             f"(configured: {sorted(methods)})"
         )
-    variants = methods[wildcards.method]
-    if wildcards.variant not in variants:
-        raise ValueError(
-            f"method {wildcards.method!r} of dataset {wildcards.dataset!r} has no variant "
-            f"{wildcards.variant!r} (configured: {sorted(variants)})"
-        )
-    return dict(variants[wildcards.variant])
+    return {name: dict(params) for name, params in methods[wildcards.method].items()}
 
 
 def recon_splits(method, variants):
@@ -150,7 +144,7 @@ def metric_csvs():
 
 
 def split_recons(dataset, split):
-    """The recon files of one dataset split: the inputs of its evaluate job."""
+    """The recon files of one dataset split, which its evaluate job reads."""
     return [
         f"results/recon/{d}/{s}/{m}/{v}.h5"
         for d, s, m, v in recon_targets()
@@ -160,6 +154,11 @@ def split_recons(dataset, split):
 
 def recon_files():
     return [f"results/recon/{d}/{s}/{m}/{v}.h5" for d, s, m, v in recon_targets()]
+
+
+def recon_dirs(files):
+    """The reconstruct outputs (one folder per dataset, split and method) holding ``files``."""
+    return list(dict.fromkeys(str(Path(f).parent) for f in files))
 
 
 def recon_data_files():
@@ -300,23 +299,36 @@ def method_code(wildcards):
     return code("reconstruct:reconstruct", METHODS[wildcards.method].module)
 
 
-def method_models(wildcards):
-    """Trained models a method needs, as named inputs (none for the classic baselines)."""
+def variant_models(wildcards):
+    """{variant: {role: path}}: the trained models each variant reads (none for the classic
+    baselines; a DMDiff variant its own model and the shared base)."""
+    variants = method_variants(wildcards)
     needs = METHODS[wildcards.method].needs
     if needs == "prior":
-        return {"prior": prior_dir(wildcards)}
-    if needs == "student":
+        roles = {"prior": prior_dir(wildcards)}
+    elif needs == "student":
         source = models_dataset(wildcards.dataset)
-        return {"student": f"results/{wildcards.method}/{source}/distill.json"}
-    if needs == "dmdiff":
-        model = variant_params(wildcards)["model"]
+        roles = {"student": f"results/{wildcards.method}/{source}/distill.json"}
+    elif needs == "restorer":
+        roles = {"restorer": f"results/unet/{wildcards.dataset}/model"}
+    elif needs == "dmdiff":
+        base = dmdiff_base_dir(wildcards)
         return {
-            "dmdiff": f"results/dmdiff/{wildcards.dataset}/{model}/model",
-            "dmdiff_base": dmdiff_base_dir(wildcards),
+            variant: {
+                "dmdiff": f"results/dmdiff/{wildcards.dataset}/{params['model']}/model",
+                "dmdiff_base": base,
+            }
+            for variant, params in variants.items()
         }
-    if needs == "restorer":
-        return {"restorer": f"results/unet/{wildcards.dataset}/model"}
-    return {}
+    else:
+        roles = {}
+    return {variant: roles for variant in variants}
+
+
+def method_models(wildcards):
+    """The trained models of all a method's variants, as inputs (each once)."""
+    paths = [p for roles in variant_models(wildcards).values() for p in roles.values()]
+    return {"models": list(dict.fromkeys(paths))}
 
 
 def paper_tables():

@@ -2,7 +2,7 @@ rule evaluate:
     """Per-image metrics of every run of a dataset split: fidelity, perceptual, consistency,
     latency (one job per split: loading the metrics costs more than computing them)."""
     input:
-        recons=lambda w: split_recons(w.dataset, w.split),
+        recons=lambda w: recon_dirs(split_recons(w.dataset, w.split)),
         data="results/data/{dataset}/{split}.h5",
         psf=psf_of_dataset,
     output:
@@ -21,6 +21,7 @@ rule evaluate:
         runtime=lambda wc, attempt: 20 * attempt,
         gpu=TORCH_GPUS,
     params:
+        recons=lambda w: split_recons(w.dataset, w.split),
         weights_dir=config.get("metrics", {}).get("weights_dir"),
         device=config["device"],
         code=code("evaluate:evaluate"),

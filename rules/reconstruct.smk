@@ -1,17 +1,20 @@
 rule reconstruct:
-    """Any method and variant on a dataset split: reconstructions, latency, peak memory."""
+    """Every variant of a method on a dataset split: reconstructions, latency, peak memory.
+    One job per method, not per variant: its data, operator, imports and models load once.
+    """
     input:
         unpack(method_models),
         data="results/data/{dataset}/{split}.h5",
         psf=psf_of_dataset,
     output:
-        "results/recon/{dataset}/{split}/{method}/{variant}.h5",
+        directory("results/recon/{dataset}/{split}/{method}"),
     log:
-        "logs/reconstruct/{dataset}/{split}/{method}/{variant}.log",
+        "logs/reconstruct/{dataset}/{split}/{method}.log",
     benchmark:
-        "benchmarks/reconstruct/{dataset}/{split}/{method}/{variant}.tsv"
+        "benchmarks/reconstruct/{dataset}/{split}/{method}.tsv"
     wildcard_constraints:
         split=f"{CHOICE_SPLIT}|{REPORT_SPLIT}",
+        method=r"\w+",
     conda:
         TORCH_ENV
     resources:
@@ -19,7 +22,8 @@ rule reconstruct:
         runtime=lambda wc, attempt: 30 * attempt,
         gpu=TORCH_GPUS,
     params:
-        params=variant_params,
+        variants=method_variants,
+        models=variant_models,
         operator=method_operator,
         timing=split_timing,
         seed=config["seed"],

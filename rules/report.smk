@@ -11,7 +11,7 @@ rule aggregate:
     """All per-image metrics -> results/tables/metrics.csv and the papers' tables."""
     input:
         metrics=metric_csvs(),
-        recons=recon_files(),
+        recons=recon_dirs(recon_files()),
         data=recon_data_files(),
         pseudo=[r["file"] for r in pseudo_pair_reports().values()],
     output:
@@ -31,6 +31,7 @@ rule aggregate:
     conda:
         CPU_ENV
     params:
+        recons=recon_files(),
         tables=paper_tables(),
         capture_tables=capture_tables(),
         pseudo=pseudo_pair_reports(),
@@ -93,7 +94,7 @@ rule qualitative:
     input:
         unpack(figure_inputs),
         data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
-        recons=lambda w: split_recons(w.dataset, REPORT_SPLIT),
+        recons=lambda w: recon_dirs(split_recons(w.dataset, REPORT_SPLIT)),
         per_image=f"results/metrics/{{dataset}}/{REPORT_SPLIT}.csv",
     output:
         png=report(
@@ -110,6 +111,7 @@ rule qualitative:
     conda:
         CPU_ENV
     params:
+        recons=lambda w: split_recons(w.dataset, REPORT_SPLIT),
         n_images=config["figures"].get("qualitative_images", 4),
         skip=lambda w: [("dmdiff", v) for v in alpha_variants(w.dataset)],
         code=code("report:qualitative"),
@@ -121,7 +123,7 @@ rule capture_figure:
     """A real capture beside its reconstructions, each with its consistency (the DiffuserCam hand)."""
     input:
         data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
-        recons=capture_recons,
+        recons=lambda w: recon_dirs(capture_recons(w)),
         per_image=f"results/metrics/{{dataset}}/{REPORT_SPLIT}.csv",
     output:
         png=report(
@@ -138,6 +140,7 @@ rule capture_figure:
     conda:
         CPU_ENV
     params:
+        recons=capture_recons,
         title=lambda w: w.dataset,
         code=code("report:capture_figure"),
     script:
@@ -149,10 +152,7 @@ rule alpha_sweep_figure:
     input:
         table="results/tables/alpha_sweep.csv",
         data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
-        recons=lambda w: [
-            f"results/recon/{w.dataset}/{REPORT_SPLIT}/dmdiff/{v}.h5"
-            for v in alpha_variants(w.dataset)
-        ],
+        recons=f"results/recon/{{dataset}}/{REPORT_SPLIT}/dmdiff",
     output:
         png=report(
             "results/figures/alpha_sweep_{dataset}.png",
@@ -170,6 +170,10 @@ rule alpha_sweep_figure:
     conda:
         CPU_ENV
     params:
+        recons=lambda w: [
+            f"results/recon/{w.dataset}/{REPORT_SPLIT}/dmdiff/{v}.h5"
+            for v in alpha_variants(w.dataset)
+        ],
         code=code("report:alpha_sweep_figure"),
     script:
         "../workflow_scripts/alpha_sweep.py"

@@ -46,10 +46,10 @@ def test_dangling_camera(tmp_path):
     _dry_run_fails(tmp_path, config, "datasets.faces_phlatcam.camera", "hubble")
 
 
-def test_undefined_variant_is_named(tmp_path):
-    result = run_snakemake(tmp_path, tiny_config(), "-n", "results/recon/faces_phlatcam/test/wiener/K42.h5")
+def test_undefined_method_is_named(tmp_path):
+    result = run_snakemake(tmp_path, tiny_config(), "-n", "results/recon/faces_phlatcam/test/wienr")
     assert result.returncode != 0
-    assert "no variant 'K42'" in result.stdout + result.stderr
+    assert "defines no method 'wienr'" in result.stdout + result.stderr
 
 
 def _dmdiff_config():

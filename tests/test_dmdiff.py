@@ -628,18 +628,23 @@ def test_dmdiff_method_is_the_tunable_decoder_of_the_trained_model(
     shutil.copytree(base_dir, moved)
     models = {"dmdiff": str(model_dir), "dmdiff_base": str(moved)}
     timing = {"warmup": 0, "repeats": 1, "n_images": 1}
-    run = dict(dataset="m", method="dmdiff", timing=timing, models=models)
+    run = dict(dataset="m", method="dmdiff", timing=timing)
+    variants = {"a05": {"model": "full", "alpha": 0.5}, "a1": {"model": "full"}}
     reconstruct(
-        metalens_splits / "test.h5", psf, tmp_path / "a05.h5", variant="a05",
-        params={"model": "full", "alpha": 0.5}, **run,
+        metalens_splits / "test.h5", psf, tmp_path / "dmdiff", variants=variants,
+        models={v: models for v in variants}, **run,
     )
-    recon, attrs = read_h5(tmp_path / "a05.h5", contract="recon")
     test, _ = read_h5(metalens_splits / "test.h5", contract="dataset")
-    expected = restore(load_dmdiff(model_dir, base_dir=moved), test["y"], read_fwhm(psf), 0.5)
-    assert np.array_equal(recon["xhat"], expected.numpy())
-    assert json_attr(attrs, "params") == {"model": "full", "alpha": 0.5} and recon["latency_s"][0] > 0
+    model = load_dmdiff(model_dir, base_dir=moved)
+    for variant, alpha in (("a05", 0.5), ("a1", 1.0)):
+        recon, attrs = read_h5(tmp_path / "dmdiff" / f"{variant}.h5", contract="recon")
+        assert np.array_equal(recon["xhat"], restore(model, test["y"], read_fwhm(psf), alpha).numpy())
+        assert json_attr(attrs, "params") == variants[variant] and attrs["variant"] == variant
+        assert recon["latency_s"][0] > 0
+    bad = {"a05": variants["a05"], "bad": {"model": "full", "beta": 1.0}}
     with pytest.raises(BadInputError, match="does not take parameter"):
         reconstruct(
-            metalens_splits / "test.h5", psf, tmp_path / "bad.h5", variant="bad",
-            params={"model": "full", "beta": 1.0}, **run,
+            metalens_splits / "test.h5", psf, tmp_path / "bad", variants=bad,
+            models={v: models for v in bad}, **run,
         )
+    assert not (tmp_path / "bad").exists()  # no folder when a variant fails: nothing half done

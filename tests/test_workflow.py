@@ -178,14 +178,15 @@ def _recons(workdir, pattern):
 
 
 def test_incremental_variant_change(finished_run):
-    """One variant's parameter: only its reconstructions (val and test) and their descendants."""
+    """One variant's parameter: only its method's reconstruct jobs (val and test; one job runs all
+    a method's variants) and their descendants."""
     workdir, config = finished_run
     changed = copy.deepcopy(config)
     changed["datasets"]["faces_phlatcam"]["methods"]["wiener"]["K1e-2"]["K"] = 0.02
     plan = _plan(finished_run, changed)
     # val (the choice) and test: two reconstructions, and the evaluate job of each split
     assert plan["reconstruct"] == 2 and plan["evaluate"] == 2
-    assert plan == _forced_plan(finished_run, config, *_recons(workdir, "faces_phlatcam/*/wiener/K1e-2.h5"))
+    assert plan == _forced_plan(finished_run, config, *_recons(workdir, "faces_phlatcam/*/wiener"))
 
 
 def test_incremental_dmdiff_model_change(finished_run):
@@ -212,7 +213,7 @@ def test_incremental_solver_edit(finished_run, tmp_path):
     workdir, config = finished_run
     plan = _edited_plan(finished_run, tmp_path, "solvers/wiener.py")
     assert "train_prior" not in plan and "ddnm_targets" not in plan
-    assert plan == _forced_plan(finished_run, config, *_recons(workdir, "*/*/wiener/*.h5"))
+    assert plan == _forced_plan(finished_run, config, *_recons(workdir, "*/*/wiener"))
 
 
 def test_html_report(finished_run):
@@ -249,7 +250,7 @@ def test_edit_reruns_exactly_the_importing_jobs(finished_run, tmp_path, module_p
     targets = []
     for name in forced:
         if name == "dmdiff_restorations":
-            targets += _recons(workdir, "*/*/dmdiff/*.h5")
+            targets += _recons(workdir, "*/*/dmdiff")
         else:
             targets.append(name)
     assert _edited_plan(finished_run, tmp_path, module_path) == _forced_plan(finished_run, config, *targets)

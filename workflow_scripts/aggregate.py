@@ -4,7 +4,7 @@ from thincam.stages.report import aggregate
 with log_to(snakemake.log[0]):
     aggregate(
         snakemake.input.metrics,
-        snakemake.input.recons,
+        snakemake.params.recons,
         snakemake.input.data,
         snakemake.output.metrics,
         snakemake.params.tables,

@@ -4,7 +4,7 @@ from thincam.stages.report import capture_figure
 with log_to(snakemake.log[0]):
     capture_figure(
         snakemake.input.data,
-        snakemake.input.recons,
+        snakemake.params.recons,
         snakemake.input.per_image,
         snakemake.output.png,
         snakemake.params.title,

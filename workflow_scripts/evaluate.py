@@ -3,7 +3,7 @@ from thincam.stages.evaluate import evaluate
 
 with torch_job(snakemake.log[0], snakemake.threads):
     evaluate(
-        snakemake.input.recons,
+        snakemake.params.recons,
         snakemake.input.data,
         snakemake.input.psf,
         snakemake.output[0],

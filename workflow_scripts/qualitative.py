@@ -4,7 +4,7 @@ from thincam.stages.report import qualitative
 with log_to(snakemake.log[0]):
     qualitative(
         snakemake.input.data,
-        snakemake.input.recons,
+        snakemake.params.recons,
         snakemake.input.per_image,
         snakemake.output.png,
         snakemake.params.n_images,

@@ -1,4 +1,4 @@
-"""The ``reconstruct`` rule: any method and variant on a dataset split, with latency and memory.
+"""The ``reconstruct`` rule: every variant of a method on a dataset split, with latency and memory.
 
 The method's code is found through the registry (``registry.METHODS[method].module``) and loaded
 by name, so a Wiener job imports no diffusion code and the workflow hashes only the method's own
@@ -36,50 +36,89 @@ def _psf_arrays(psf_path) -> dict[str, np.ndarray]:
 def reconstruct(
     data_path: str,
     psf_path: str,
-    out_path: str,
+    out_dir: str,
     *,
     dataset: str,
     method: str,
-    variant: str,
-    params: Mapping[str, Any],
+    variants: Mapping[str, Mapping[str, Any]],
     timing: Mapping[str, Any],
     operator: Mapping[str, Any] | None = None,
     seed: int = 0,
     device: str = "cpu",
     batch_size: int = 16,
-    models: Mapping[str, str] | None = None,
+    models: Mapping[str, Mapping[str, str]] | None = None,
     bf16: bool = False,
 ) -> None:
-    """Reconstruct every image of a dataset file and time ``timing['n_images']`` of them alone.
+    """Every variant of ``method`` (name -> params) on one dataset split: ``out_dir/<variant>.h5``.
+
+    One job per method rather than per variant: the data, the operator and the method's imports
+    load once, and the folder appears only when every variant is written (a killed job leaves none).
+    ``models`` maps each variant to the trained models it reads (role -> path).
 
     ``bf16`` runs the diffusion methods' UNet forwards under bfloat16 autocast.
 
     ``latency_s`` is the median of up to ``repeats`` timed runs at batch size 1 (fewer once they
     add up to ``min_timed_s``), after ``warmup`` runs on the first timed image only: one warm-up
-    serves the job. Images beyond ``n_images`` are not timed and hold NaN. ``operator`` overrides keys of the
-    dataset's operator (a student runs with the A+ it was distilled with).
+    serves a variant. Images beyond ``n_images`` are not timed and hold NaN. ``operator`` overrides
+    keys of the dataset's operator (a student runs with the A+ it was distilled with).
     """
-    import torch
-    from thincam.logs import progress
+    from thincam.data.atomic import atomic_directory
 
+    if not variants:
+        raise BadInputError(f"{dataset}: method {method!r} has no variants to run")
     arrays, attrs = read_h5(data_path, names=["y", "index"], contract="dataset")
     if attrs["dataset"] != dataset:
         raise BadInputError(f"{data_path}: holds dataset {attrs['dataset']!r}, not {dataset!r}")
     physics = load_operator(psf_path, {**json_attr(attrs, "operator"), **dict(operator or {})}, device=device)
-    context = {
-        "dataset": dataset,
-        "seed": seed,
-        "device": device,
-        "models": dict(models or {}),
-        "psf": _psf_arrays(psf_path),
-        "bf16": bool(bf16),
-    }
-    solve = method_solver(method, physics, params, context)
+    psf = _psf_arrays(psf_path)
+    with atomic_directory(out_dir) as tmp:
+        for variant, params in variants.items():
+            context = {
+                "dataset": dataset,
+                "seed": seed,
+                "device": device,
+                "models": dict((models or {}).get(variant, {})),
+                "psf": psf,
+                "bf16": bool(bf16),
+            }
+            solve = method_solver(method, physics, params, context)
+            xhat, latency, peak_mb, n_timed = _run_variant(
+                solve, arrays, f"{method}/{variant}", method, timing, device, batch_size
+            )
+            atomic_write_h5(
+                f"{tmp}/{variant}.h5",
+                {"xhat": xhat, "latency_s": latency, "index": arrays["index"]},
+                attrs={
+                    "dataset": dataset,
+                    "split": attrs["split"],
+                    "method": method,
+                    "variant": variant,
+                    "params": dict(params),
+                    "peak_mem_mb": peak_mb,
+                    "device": device if device == "cpu" else _cuda_name(),
+                    "n_timed": n_timed,
+                    "bf16": bool(bf16),
+                },
+                contract="recon",
+            )
+
+
+def _cuda_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name()
+
+
+def _run_variant(solve, arrays, name, method, timing, device, batch_size):
+    """(xhat, per-image latency, peak MB, images timed) of one solver on every image."""
+    import torch
+    from thincam.logs import progress
+
     grad_mode = contextlib.nullcontext if METHODS[method].gradient else torch.no_grad
     y_all, index = arrays["y"], arrays["index"]
     outputs = []
     with grad_mode():
-        for start in progress(range(0, len(y_all), batch_size), f"{method}/{variant}"):
+        for start in progress(range(0, len(y_all), batch_size), name):
             y = torch.from_numpy(y_all[start : start + batch_size]).to(device)
             outputs.append(solve(y, index[start : start + batch_size]).detach().float().cpu().numpy())
     xhat = np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
@@ -97,19 +136,4 @@ def reconstruct(
                 min_timed_s=timing.get("min_timed_s", 0.0),
             )
         peak_mb = max(peak_mb, peak)
-    atomic_write_h5(
-        out_path,
-        {"xhat": xhat.astype(np.float32), "latency_s": latency, "index": index},
-        attrs={
-            "dataset": dataset,
-            "split": attrs["split"],
-            "method": method,
-            "variant": variant,
-            "params": dict(params),
-            "peak_mem_mb": float(peak_mb),
-            "device": device if device == "cpu" else torch.cuda.get_device_name(),
-            "n_timed": n_timed,
-            "bf16": bool(bf16),
-        },
-        contract="recon",
-    )
+    return xhat.astype(np.float32), latency, float(peak_mb), n_timed
