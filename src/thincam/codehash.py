@@ -56,19 +56,21 @@ def _thincam_modules(src: Path, names: list[str]) -> set[str]:
     return found
 
 
-def _parse(src: Path, module: str) -> ast.Module:
+def _existing_file(src: Path, module: str) -> Path:
     path = module_file(src, module)
     if path is None:
         raise FileNotFoundError(f"no module thincam.{module} under {src}")
+    return path
+
+
+def _parse(src: Path, module: str) -> ast.Module:
+    path = _existing_file(src, module)
     return ast.parse(path.read_text(), filename=str(path))
 
 
 def direct_imports(src: Path, module: str) -> set[str]:
     """thincam modules named by the import statements of ``module`` (anywhere in the file)."""
-    path = module_file(src, module)
-    if path is None:
-        raise FileNotFoundError(f"no module thincam.{module} under {src}")
-    stat = path.stat()
+    stat = _existing_file(src, module).stat()
     return set(_direct_imports(src, module, stat.st_mtime_ns, stat.st_size))
 
 

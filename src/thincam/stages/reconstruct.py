@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from thincam.data.atomic import atomic_directory
 from thincam.data.h5io import atomic_write_h5, json_attr, read_h5
 from thincam.errors import BadInputError
 from thincam.metrics.timing import measure_latency
@@ -62,8 +63,6 @@ def reconstruct(
     serves a variant. Images beyond ``n_images`` are not timed and hold NaN. ``operator`` overrides
     keys of the dataset's operator (a student runs with the A+ it was distilled with).
     """
-    from thincam.data.atomic import atomic_directory
-
     if not variants:
         raise BadInputError(f"{dataset}: method {method!r} has no variants to run")
     arrays, attrs = read_h5(data_path, names=["y", "index"], contract="dataset")
