@@ -279,7 +279,12 @@ def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, roo
                 f"{params['model']!r} (configured: {sorted(spec['models'])})"
             )
     n_train = dataset["splits"]["train"]
-    if not 0 <= spec["unpaired"] < n_train:
+    release = spec["unpaired"] == "release"
+    if release and (dataset.get("captures") or {}).get("format") != "dmdiff":
+        raise ConfigError(
+            f"config key {key}.unpaired: 'release' takes the pseudo pairs a release marks (captures.format dmdiff)"
+        )
+    if not release and not 0 <= spec["unpaired"] < n_train:
         raise ConfigError(f"config key {key}.unpaired: must be below the {n_train} training images")
     train = spec["train"]
     for model, overrides in spec["models"].items():

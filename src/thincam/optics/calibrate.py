@@ -153,6 +153,8 @@ def camera_psf(
             size=size,
             center=bool(camera["center"]),
             bit_depth_key=f"{key}.bit_depth",
+            fmt=camera.get("format"),
+            window=camera.get("window"),
         )
         datasets = {"psf": _match_channels(psf, channels, where)}
         background = info["background"]

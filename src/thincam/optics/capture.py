@@ -75,14 +75,18 @@ def _to_chw(raw: np.ndarray, path: Path) -> np.ndarray:
 
 
 def load_image(
-    path: str | os.PathLike, bit_depth: int | None = None, bit_depth_key: str = "bit_depth"
+    path: str | os.PathLike,
+    bit_depth: int | None = None,
+    bit_depth_key: str = "bit_depth",
+    clip_negative: bool = False,
 ) -> np.ndarray:
     """Read a capture as float32 [C,H,W] in [0,1], rejecting data that cannot be a sensor frame.
 
     Integers are scaled by 1/(2**bit_depth - 1); the bit depth is inferred from uint8/uint16 when
     not given. Float data without a bit depth must already lie in [0,1]. An integer file too narrow
     for the declared depth (8-bit data read as 16-bit would come out 257x too dark) is refused,
-    naming ``bit_depth_key``, the config key the depth came from.
+    naming ``bit_depth_key``, the config key the depth came from. Negative values are refused,
+    or with ``clip_negative`` (a release of background-subtracted floats) clamped at 0.
     """
     path = Path(path)
     raw = _read_raw(path)
@@ -95,8 +99,9 @@ def load_image(
     if data.size == 0:
         raise BadInputError(f"{path}: image is empty (shape {raw.shape})")
     lo, hi = float(data.min()), float(data.max())
-    if lo < 0:
+    if lo < 0 and not clip_negative:
         raise BadInputError(f"{path}: negative pixel values (min {lo:g})")
+    data = np.clip(data, 0.0, None)
     if bit_depth is None and raw.dtype.kind in "ui":
         if raw.dtype not in _INT_DEPTHS:
             raise BadInputError(
@@ -239,6 +244,8 @@ def calibrate_capture_psf(
     size: tuple[int, int] | None = None,
     center: bool = True,
     bit_depth_key: str = "bit_depth",
+    fmt: str | None = None,
+    window=None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Captured point-source frame -> float32 [C,H,W] PSF with each channel summing to 1.
 
@@ -248,7 +255,13 @@ def calibrate_capture_psf(
     offset-invariant, so this equals subtracting first. With a dark frame the defects it shares are
     subtracted first. A frame whose energy is not concentrated above the noise
     (``optics.condition.psf_energy_concentration``) is refused: it holds no PSF.
+
+    A PSF shipped with a release (``fmt``) is first put in that release's channel order and
+    orientation, and cut to its sensor ``window``, exactly as its captures are
+    (``thincam.data.layouts``), so the two stay on one grid.
     """
+    from thincam.data.layouts import release_view, sensor_window
+
     path = Path(path)
     if background not in BACKGROUNDS:
         raise BadInputError(f"{path}: background must be one of {BACKGROUNDS}, got {background!r}")
@@ -257,11 +270,13 @@ def calibrate_capture_psf(
     downsample = int(downsample)
     image = load_image(path, bit_depth, bit_depth_key).astype(np.float64)
     info: dict[str, Any] = {"source": str(path), "raw_shape": list(image.shape)}
+    image = sensor_window(release_view(image, fmt), window, path)
 
     if background == "dark":
         if dark_path is None:
             raise BadInputError(f"{path}: background 'dark' needs a dark_path")
         dark = load_image(dark_path, bit_depth, bit_depth_key).astype(np.float64)
+        dark = sensor_window(release_view(dark, fmt), window, dark_path)
         if dark.shape[1:] != image.shape[1:] or dark.shape[0] not in (1, image.shape[0]):
             raise BadInputError(
                 f"{dark_path}: dark frame shape {dark.shape} does not match capture {path} "
@@ -314,7 +329,9 @@ def calibrate_capture_psf(
     if size is not None:
         size = (int(size[0]), int(size[1]))
         c, h, w = image.shape
-        centre = intensity_centroid(image) if center else (h / 2.0, w / 2.0)
+        # Without centring, the frame's centre pixel (h // 2, w // 2), the convention of
+        # centred_start: h / 2 rounds up on an odd side and shifted the crop by one pixel.
+        centre = intensity_centroid(image) if center else (h // 2, w // 2)
         info["crop_centre"] = [float(centre[0]), float(centre[1])]
         image = _crop_around(image, centre, size)
     sums = image.sum(axis=(1, 2))
