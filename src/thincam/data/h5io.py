@@ -23,6 +23,10 @@ from thincam.data.atomic import atomic_file
 from thincam.errors import CorruptFileError
 
 CHECKSUM_PREFIX = "sha256/"
+# Streamed files also hash every block of this many rows (attribute ``sha256_blocks/<name>``), so
+# a reader of a few rows verifies those blocks only (:func:`read_rows`).
+BLOCK_ROWS = 256
+BLOCK_PREFIX = "sha256_blocks/"
 CONTRACT_ATTR = "thincam_contract"
 
 
@@ -91,6 +95,8 @@ class RowWriter:
         self.digest = hashlib.sha256()
         self.digest.update(str(self.dtype.str).encode())
         self.digest.update(str(self.shape).encode())
+        self.blocks: list[str] = []
+        self.block = hashlib.sha256()
         self.filled = 0
 
     def append(self, rows: np.ndarray) -> None:
@@ -99,7 +105,15 @@ class RowWriter:
             raise ValueError(f"dataset {self.name!r}: rows {rows.shape} do not fit {self.shape} at row {self.filled}")
         self.dataset[self.filled : self.filled + len(rows)] = rows
         self.digest.update(rows.reshape(-1).view(np.uint8))
-        self.filled += len(rows)
+        start = 0
+        while start < len(rows):  # split the rows at block boundaries
+            take = min(len(rows) - start, BLOCK_ROWS - self.filled % BLOCK_ROWS)
+            self.block.update(rows[start : start + take].reshape(-1).view(np.uint8))
+            self.filled += take
+            start += take
+            if self.filled % BLOCK_ROWS == 0 or self.filled == self.shape[0]:
+                self.blocks.append(self.block.hexdigest())
+                self.block = hashlib.sha256()
 
 
 @contextlib.contextmanager
@@ -126,6 +140,7 @@ def streaming_h5(
             if writer.filled != writer.shape[0]:
                 raise ValueError(f"{path}: dataset {name!r} has {writer.filled} of {writer.shape[0]} rows")
             handle.attrs[CHECKSUM_PREFIX + name] = writer.digest.hexdigest()
+            handle.attrs[BLOCK_PREFIX + name] = json.dumps(writer.blocks)
         for key in sorted(attrs):
             handle.attrs[key] = _attr_value(attrs[key])
         if contract is not None:
@@ -167,7 +182,71 @@ def read_h5(
                     raise CorruptFileError(f"{path}: dataset {name!r} has no checksum")
                 if array_sha256(arrays[name]) != expected:
                     raise CorruptFileError(f"{path}: checksum mismatch in dataset {name!r}")
-    return arrays, {k: v for k, v in attrs.items() if not k.startswith(CHECKSUM_PREFIX)}
+    return arrays, {k: v for k, v in attrs.items() if not k.startswith((CHECKSUM_PREFIX, BLOCK_PREFIX))}
+
+
+def read_rows(
+    path: str | os.PathLike, names: list[str], rows: np.ndarray, contract: str | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``rows`` (sorted row numbers) of datasets ``names``, reading one block of
+    :data:`BLOCK_ROWS` rows at a time and verifying each block it reads: memory holds the chosen
+    rows and one block, not the file. A file without block checksums (written at once, hence
+    small) is read whole and verified by :func:`read_h5`.
+    """
+    import h5py
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) > 1 and not (np.diff(rows) > 0).all():
+        raise ValueError("read_rows needs strictly increasing row numbers")
+    _, attrs_all = read_h5(path, names=[], contract=contract)
+    with h5py.File(path, "r") as handle:
+        blocked = all(BLOCK_PREFIX + name in handle.attrs for name in names)
+        if blocked:
+            arrays = {name: _verified_rows(path, handle, name, rows) for name in names}
+    if not blocked:
+        whole, _ = read_h5(path, names=names, contract=contract)
+        arrays = {name: whole[name][rows] for name in names}
+    return arrays, attrs_all
+
+
+def dataset_names(path: str | os.PathLike) -> list[str]:
+    """The names of a file's datasets, without reading them."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return list(handle.keys())
+    except OSError as err:
+        raise CorruptFileError(f"{path}: not a readable HDF5 file ({err})") from err
+
+
+def n_rows(path: str | os.PathLike, name: str) -> int:
+    """The length of dataset ``name`` without reading it."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return int(handle[name].shape[0])
+    except (OSError, KeyError) as err:
+        raise CorruptFileError(f"{path}: no readable dataset {name!r} ({err})") from err
+
+
+def _verified_rows(path, handle, name: str, rows: np.ndarray) -> np.ndarray:
+    if name not in handle:
+        raise CorruptFileError(f"{path}: dataset {name!r} is missing")
+    dataset = handle[name]
+    digests = json.loads(_decode_attr(handle.attrs[BLOCK_PREFIX + name]))
+    out = np.empty((len(rows), *dataset.shape[1:]), dtype=dataset.dtype)
+    if len(rows) and (rows[0] < 0 or rows[-1] >= dataset.shape[0]):
+        raise ValueError(f"{path}: rows outside 0..{dataset.shape[0] - 1} of {name!r}")
+    for block in np.unique(rows // BLOCK_ROWS):
+        start = int(block) * BLOCK_ROWS
+        data = np.ascontiguousarray(dataset[start : start + BLOCK_ROWS])
+        if hashlib.sha256(data.reshape(-1).view(np.uint8)).hexdigest() != digests[int(block)]:
+            raise CorruptFileError(f"{path}: checksum mismatch in rows {start}.. of dataset {name!r}")
+        chosen = (rows >= start) & (rows < start + BLOCK_ROWS)
+        out[chosen] = data[rows[chosen] - start]
+    return out
 
 
 def _decode_attr(value: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from thincam.data.h5io import atomic_write_h5, json_attr, read_h5, streaming_h5
+from thincam.data.h5io import json_attr, read_h5, streaming_h5
 from thincam.data.ingest import NOISE_ESTIMATOR, prepare_capture, prepare_reference
 from thincam.data.layouts import find_pairs, layout, published_split
 from thincam.data.simulate import check_finite, operator_spec, stable_seed
@@ -65,7 +65,8 @@ def simulate_measurements(
     monochrome PSF), ``y`` = noisy quantised A x, ``index``.
 
     ``noise_capture_path``: the capture dataset file whose corner-noise estimate sets
-    ``gaussian_sigma`` (``noise.gaussian_sigma_from``).
+    ``gaussian_sigma`` (``noise.gaussian_sigma_from``). Images are read, simulated and written
+    ``batch_size`` at a time: a folder source (FFHQ) need not fit in memory.
     """
     import torch
     from thincam.logs import progress
@@ -77,8 +78,6 @@ def simulate_measurements(
     psf_arrays, _ = read_h5(psf_path, names=["psf"], contract="psf")
     channels, psf_shape = psf_arrays["psf"].shape[0], tuple(psf_arrays["psf"].shape[-2:])
     images = load_source(dataset["source"], image_shape, seed=stable_seed(seed, name, "source"))
-    images = to_channels(images, channels)
-    check_finite(images, f"image source of dataset {name!r}")
     spec = operator_spec(dataset["operator"], psf_shape, image_shape)
     physics = load_operator(psf_path, spec)
     noise = resolve_noise(dataset["noise"], noise_capture_path, name)
@@ -86,34 +85,34 @@ def simulate_measurements(
     splits = split_indices(
         len(images), dataset["splits"], stable_seed(seed, name, "splits"), key=f"datasets.{name}.splits"
     )
-    for split in SPLITS:
-        index = splits[split]
-        generator = torch.Generator().manual_seed(stable_seed(seed, name, split, "noise"))
-        measurements = []
-        for start in progress(range(0, len(index), batch_size), f"simulate {name}/{split}"):
-            x = torch.from_numpy(images[index[start : start + batch_size]])
-            with torch.no_grad():
-                clean = physics.A(x)
-            measurements.append(sensor_noise(clean, generator=generator, **sensor).numpy())
-        y = (
-            np.concatenate(measurements)
-            if measurements
-            else np.zeros((0, channels, *spec["sensor_shape"]), np.float32)
-        )
-        atomic_write_h5(
-            out_paths[split],
-            {"x": images[index], "y": y.astype(np.float32), "index": index},
-            attrs={
-                "dataset": name,
-                "camera": dataset["camera"],
-                "split": split,
-                "operator": spec,
-                "noise": noise,
-                "seed": seed,
-                "source": dict(dataset["source"]),
-            },
-            contract="dataset",
-        )
+    with contextlib.ExitStack() as stack:  # all three files land, or none
+        for split in SPLITS:
+            index = splits[split]
+            generator = torch.Generator().manual_seed(stable_seed(seed, name, split, "noise"))
+            shapes = {
+                "x": ((len(index), channels, *image_shape), np.float32),
+                "y": ((len(index), channels, *spec["sensor_shape"]), np.float32),
+                "index": ((len(index),), np.int64),
+            }
+            writers, attrs = stack.enter_context(streaming_h5(out_paths[split], shapes, contract="dataset"))
+            for start in progress(range(0, len(index), batch_size), f"simulate {name}/{split}"):
+                chunk = index[start : start + batch_size]
+                clean = to_channels(images[chunk], channels)
+                check_finite(clean, f"image source of dataset {name!r}")
+                with torch.no_grad():
+                    measured = physics.A(torch.from_numpy(clean))
+                writers["x"].append(clean)
+                writers["y"].append(sensor_noise(measured, generator=generator, **sensor).numpy())
+                writers["index"].append(chunk)
+            attrs.update(
+                dataset=name,
+                camera=dataset["camera"],
+                split=split,
+                operator=spec,
+                noise=noise,
+                seed=seed,
+                source=dict(dataset["source"]),
+            )
 
 
 def assign_splits(captures: Mapping[str, Any], sizes: Mapping[str, int], seed: int, name: str):
