@@ -11,6 +11,13 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
+
+from thincam.data.layouts import find_pairs
+from thincam.errors import ThincamError
+from thincam.models.prior import ADM_FACTS, prior_facts, trained_prior_facts
+from thincam.optics.calibrate import check_capture_camera
+from thincam.optics.capture import load_image
 from thincam.registry import METHODS
 
 # Exponent notation ('1e-6', '3E5'): YAML 1.1 (PyYAML) reads it as text unless it has both a dot
@@ -22,12 +29,50 @@ class ConfigError(ValueError):
     """The config names something that does not exist, or combines keys that cannot work."""
 
 
+def _duplicate_keys(node: yaml.Node, path: str, seen: set) -> list[str]:
+    """'key (lines a and b)' for every key written twice in one mapping under ``node``."""
+    if id(node) in seen:  # an alias repeats its anchor's node: check it once
+        return []
+    seen.add(id(node))
+    found = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *anchor' keys may be overridden: that is what a merge is for
+            key, line = key_node.value, key_node.start_mark.line + 1
+            dotted = f"{path}.{key}" if path else str(key)
+            if key in first:
+                found.append(f"{dotted} (lines {first[key]} and {line})")
+            first.setdefault(key, line)
+            found += _duplicate_keys(value_node, dotted, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for k, item in enumerate(node.value):
+            found += _duplicate_keys(item, f"{path}[{k}]", seen)
+    return found
+
+
+def check_unique_keys(path: str | Path) -> None:
+    """Refuse a config file that writes a key twice in one mapping.
+
+    YAML loaders keep the last of two equal keys without a word, so a second ``wiener:`` block
+    would silently replace the first and its variants vanish from the tables.
+    """
+    path = Path(path)
+    duplicates = _duplicate_keys(yaml.compose(path.read_text(), Loader=yaml.SafeLoader), "", set())
+    if duplicates:
+        raise ConfigError(f"config file {path}: key written twice: {'; '.join(duplicates)}; keep one")
+
+
+def _resolve(value, root: Path) -> Path | None:
+    """A config path as Snakemake reads it: relative to the workdir ``root``."""
+    return None if value is None else root / Path(value)
+
+
 def _check_path(value, key: str, root: Path) -> None:
     if value is None:
         return
-    path = Path(value)
-    if not path.is_absolute():
-        path = root / path
+    path = _resolve(value, root)
     if not path.exists():
         raise ConfigError(f"config key {key}: input path {value!r} does not exist")
 
@@ -124,6 +169,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             _check_path(camera["path"], f"cameras.{name}.path", root)
             _check_path(camera.get("dark_path"), f"cameras.{name}.dark_path", root)
             _check_capture_background(camera, f"cameras.{name}")
+            check_capture_camera({**camera, "path": _resolve(camera["path"], root), "dark_path": _resolve(camera.get("dark_path"), root)}, f"cameras.{name}")
     for name, dataset in config["datasets"].items():
         if dataset["camera"] not in cameras:
             raise ConfigError(
@@ -132,6 +178,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             )
         if "captures" in dataset:
             _check_path(dataset["captures"]["path"], f"datasets.{name}.captures.path", root)
+            _check_capture_scale(name, dataset, cameras[dataset["camera"]])
         source = dataset.get("source", {})
         if source.get("kind") == "folder":
             _check_path(source.get("path"), f"datasets.{name}.source.path", root)
@@ -164,6 +211,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             raise ConfigError(f"config key datasets.{name}.prior: no prior {prior!r} configured")
         _check_models_from(name, config)
         _check_noise_source(name, config)
+    _check_priors(config, root)
     _check_path((config.get("metrics") or {}).get("weights_dir"), "metrics.weights_dir", root)
     for dataset, recons in config["figures"]["capture_figures"].items():
         for recon in recons:
@@ -295,3 +343,118 @@ def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, roo
         for weights in ("lpips_weights_dir", "musiq_weights_dir"):
             _check_path(merged.get(weights), f"{key}.models.{model}.{weights}", root)
     _check_path(spec["base"]["path"], f"{key}.base.path", root)
+
+
+def _check_capture_scale(name: str, dataset: Mapping[str, Any], camera: Mapping[str, Any]) -> None:
+    """Captures and a captured PSF must be area-averaged alike: at another pixel scale the PSF
+    blurs the scene by the wrong amount, though a crop can make the sizes agree."""
+    if camera["kind"] != "capture":
+        return
+    mine, theirs = dataset["captures"].get("downsample", 1), camera["downsample"]
+    if mine != theirs:
+        raise ConfigError(
+            f"config keys datasets.{name}.captures.downsample ({mine}) and "
+            f"cameras.{dataset['camera']}.downsample ({theirs}): captures and PSF must be "
+            "downsampled alike, or the PSF is at another pixel scale than the scene it images"
+        )
+
+
+# Samplers that step through the prior's own DDIM schedule: it has no more steps than it was trained with.
+DDIM_SAMPLERS = ("ddnm", "dps")
+
+
+def _prior_facts(name: str, config: Mapping[str, Any], root: Path) -> dict[str, int]:
+    """``models.prior.prior_facts`` of a configured prior: from its folder, or as it will be trained."""
+    prior = config["priors"][name]
+    key = f"priors.{name}"
+    if prior.get("kind") == "adm":
+        return ADM_FACTS
+    if prior.get("path") is not None:
+        try:
+            return prior_facts(_resolve(prior["path"], root))
+        except ThincamError as err:
+            raise ConfigError(f"config key {key}.path: {err}") from err
+    dataset = config["datasets"].get(prior["dataset"])
+    if dataset is None:
+        raise ConfigError(f"config key {key}.dataset: no dataset {prior['dataset']!r} to train on")
+    try:
+        return trained_prior_facts(prior.get("train"), config["cameras"][dataset["camera"]]["channels"])
+    except ThincamError as err:
+        raise ConfigError(f"config key {key}.train: {err}") from err
+
+
+def _image_channels(name: str, config: Mapping[str, Any], root: Path) -> tuple[int, str]:
+    """(channels of a dataset's images, what decides them): the camera's, or 3 where the first
+    capture is in colour (a 1-channel PSF is then shared by the three channels)."""
+    dataset = config["datasets"][name]
+    channels = int(config["cameras"][dataset["camera"]]["channels"])
+    why = f"camera {dataset['camera']!r}"
+    captures = dataset.get("captures")
+    if captures is not None:
+        try:
+            first = find_pairs(captures["format"], str(_resolve(captures["path"], root)))[0][0]
+            if load_image(first, captures.get("bit_depth")).shape[0] > channels:
+                channels, why = 3, f"capture {first}"
+        except ThincamError as err:
+            raise ConfigError(f"config key datasets.{name}.captures.path: {err}") from err
+    return channels, why
+
+
+def _check_priors(config: Mapping[str, Any], root: Path) -> None:
+    """What a prior can do, against what each dataset asks of it: channels, an image its UNet can
+    halve, and no more sampling steps than its training timesteps."""
+    datasets = config["datasets"]
+    facts = {name: _prior_facts(name, config, root) for name in config.get("priors") or {}}
+    for name, dataset in datasets.items():
+        source = dataset.get("models_from", name)
+        prior = datasets[source].get("prior")
+        trains = [p for p, spec in (config.get("priors") or {}).items() if spec.get("dataset") == name]
+        needs = {METHODS[m].needs for m in dataset.get("methods", {})}
+        uses = prior is not None and (needs & {"prior", "student"} or "nsdd" in dataset)
+        for p in trains + ([prior] if uses else []):
+            _check_halvings(name, dataset, p, facts[p], config)
+        if not uses:
+            continue
+        via = f" (through datasets.{name}.models_from)" if source != name else ""
+        channels, why = _image_channels(name, config, root)
+        if channels != facts[prior]["channels"]:
+            raise ConfigError(
+                f"config keys datasets.{name}.camera and priors.{prior}{via}: the images have "
+                f"{channels} channels ({why}), the prior {facts[prior]['channels']}"
+            )
+        _check_steps(name, dataset, prior, facts[prior]["num_train_timesteps"])
+
+
+def _check_halvings(name: str, dataset: Mapping[str, Any], prior: str, facts, config) -> None:
+    """The prior's UNet halves the scene at each of its downsamplings: each side must divide."""
+    factor = 2 ** facts["halvings"]
+    size = _scene_size(dataset, config)
+    if any(side % factor for side in size):
+        key = f"datasets.{name}.image_size" if dataset.get("image_size") else f"cameras.{dataset['camera']}.size"
+        raise ConfigError(
+            f"config keys {key} and priors.{prior}: the prior's UNet halves the image "
+            f"{facts['halvings']} times, so each side of {size} must be a multiple of {factor}"
+        )
+
+
+def _check_steps(name: str, dataset: Mapping[str, Any], prior: str, n_train: int) -> None:
+    """DDIM sampling steps and the NSDD timesteps lie within the prior's training timesteps."""
+    uses = [
+        (f"datasets.{name}.methods.{method}.{variant}.steps", params["steps"])
+        for method in DDIM_SAMPLERS
+        for variant, params in dataset.get("methods", {}).get(method, {}).items()
+    ]
+    nsdd = dataset.get("nsdd")
+    if nsdd:
+        uses.append((f"datasets.{name}.nsdd.teacher.steps", nsdd["teacher"]["steps"]))
+    for key, steps in uses:
+        if steps > n_train:
+            raise ConfigError(
+                f"config key {key}: {steps} steps, but prior {prior!r} was trained with "
+                f"{n_train} timesteps (at most one sampling step each)"
+            )
+    if nsdd and nsdd["student"]["t_fixed"] >= n_train:
+        raise ConfigError(
+            f"config key datasets.{name}.nsdd.student.t_fixed: {nsdd['student']['t_fixed']} is not "
+            f"below the {n_train} training timesteps of prior {prior!r}"
+        )
