@@ -381,6 +381,11 @@ def _pretrained_prior(unet=None, scheduler=True):
     ],
 )
 def test_what_a_prior_cannot_do_is_refused_naming_the_keys(tmp_path, breaks, message):
+    _refused(tmp_path, breaks, message)
+
+
+def _refused(tmp_path, breaks, message):
+    """``breaks`` makes a schema-valid config that check_config refuses with ``message``."""
     config = _config()
     breaks(config, tmp_path)
     jsonschema.validate(config, SCHEMA)
@@ -396,3 +401,49 @@ def test_absurd_budgets_fail_validation_naming_the_key():
         jsonschema.validate(config, SCHEMA)
     assert "1000000000 is greater than the maximum of 1000000" in str(err.value)
     assert "['priors']['faces']['train']['steps']" in str(err.value)
+
+
+def _metalens_size_not_its_psf_size(config, tmp_path):
+    config["cameras"]["metalens"]["size"] = [21, 21]
+
+
+def _more_dots_than_pixels(config, tmp_path):
+    config["cameras"]["dots"]["n_dots"] = 2000
+
+
+def _splits_beyond_the_source(config, tmp_path):
+    config["datasets"]["natural_metalens"]["source"]["n_images"] = 100
+
+
+def _restorer_cannot_halve(config, tmp_path):
+    config["datasets"]["natural_metalens"]["dmdiff"]["restorer"]["block_channels"] = [16, 32, 32, 32, 32, 32, 32]
+
+
+def _oblong_dmdiff_scene(config, tmp_path):
+    config["datasets"]["natural_metalens"]["image_size"] = [32, 48]
+
+
+@pytest.mark.parametrize(
+    "breaks, message",
+    [
+        (_metalens_size_not_its_psf_size, "config keys cameras.metalens.size [21, 21] and cameras.metalens.psf_size [17, 17]"),
+        (_more_dots_than_pixels, "config key cameras.dots.n_dots: 2000 dots do not fit [32, 32] pixels"),
+        (
+            _splits_beyond_the_source,
+            "config keys datasets.natural_metalens.splits and datasets.natural_metalens.source.n_images: "
+            "the splits ask for 184 images, the source makes 100",
+        ),
+        (
+            _restorer_cannot_halve,
+            "config keys datasets.natural_metalens.image_size and "
+            "datasets.natural_metalens.dmdiff.restorer.block_channels: the UNet restorer halves the image 6 times",
+        ),
+        (
+            _oblong_dmdiff_scene,
+            "config keys datasets.natural_metalens.image_size and datasets.natural_metalens.dmdiff.base.pretrain: "
+            "the tiny base pretrains on square images whose side is a multiple of 4",
+        ),
+    ],
+)
+def test_what_a_job_would_refuse_later_is_refused_naming_the_keys(tmp_path, breaks, message):
+    _refused(tmp_path, breaks, message)

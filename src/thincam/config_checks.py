@@ -18,7 +18,7 @@ from thincam.errors import ThincamError
 from thincam.models.prior import ADM_FACTS, prior_facts, trained_prior_facts
 from thincam.optics.calibrate import check_capture_camera
 from thincam.optics.capture import load_image
-from thincam.registry import METHODS
+from thincam.registry import METHODS, SPLITS
 
 # Exponent notation ('1e-6', '3E5'): YAML 1.1 (PyYAML) reads it as text unless it has both a dot
 # and a signed exponent, although every YAML 1.2 reader and every user means a number.
@@ -170,6 +170,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             _check_path(camera.get("dark_path"), f"cameras.{name}.dark_path", root)
             _check_capture_background(camera, f"cameras.{name}")
             check_capture_camera({**camera, "path": _resolve(camera["path"], root), "dark_path": _resolve(camera.get("dark_path"), root)}, f"cameras.{name}")
+        _check_simulated_camera(name, camera)
     for name, dataset in config["datasets"].items():
         if dataset["camera"] not in cameras:
             raise ConfigError(
@@ -182,6 +183,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
         source = dataset.get("source", {})
         if source.get("kind") == "folder":
             _check_path(source.get("path"), f"datasets.{name}.source.path", root)
+        _check_split_sizes(name, dataset)
         kind = cameras[dataset["camera"]]["kind"]
         if (kind == "metalens") != (dataset["operator"]["kind"] == "metalens"):
             raise ConfigError(
@@ -198,6 +200,8 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             )
         _check_choice_split(name, dataset, methods)
         _check_dmdiff(name, dataset, kind, methods, root)
+        if "dmdiff" in dataset:
+            _check_dmdiff_size(name, dataset["dmdiff"], _scene_size(dataset, config))
         for method in dataset.get("sweeps", {}):
             if method not in methods:
                 raise ConfigError(f"config key datasets.{name}.sweeps.{method}: method not configured")
@@ -457,4 +461,53 @@ def _check_steps(name: str, dataset: Mapping[str, Any], prior: str, n_train: int
         raise ConfigError(
             f"config key datasets.{name}.nsdd.student.t_fixed: {nsdd['student']['t_fixed']} is not "
             f"below the {n_train} training timesteps of prior {prior!r}"
+        )
+
+
+def _check_simulated_camera(name: str, camera: Mapping[str, Any]) -> None:
+    """What a PSF simulator would refuse (optics.calibrate), from the camera's keys alone."""
+    key = f"cameras.{name}"
+    if camera["kind"] == "metalens" and list(camera["size"]) != list(camera["psf_size"]):
+        raise ConfigError(
+            f"config keys {key}.size {camera['size']} and {key}.psf_size {camera['psf_size']}: the "
+            "written PSF is the centre cell of the grid, so they must be equal"
+        )
+    if camera["kind"] == "sparse_dots" and camera["n_dots"] > camera["size"][0] * camera["size"][1]:
+        raise ConfigError(f"config key {key}.n_dots: {camera['n_dots']} dots do not fit {camera['size']} pixels")
+
+
+def _check_split_sizes(name: str, dataset: Mapping[str, Any]) -> None:
+    """A source of a known size (``source.n_images``) must hold the images the splits ask for."""
+    n_images = dataset.get("source", {}).get("n_images")
+    wanted = sum(dataset["splits"].get(split, 0) for split in SPLITS)
+    if n_images is not None and wanted > n_images:
+        raise ConfigError(
+            f"config keys datasets.{name}.splits and datasets.{name}.source.n_images: the splits "
+            f"ask for {wanted} images, the source makes {n_images}"
+        )
+
+
+def _check_dmdiff_size(name: str, spec: Mapping[str, Any], size: list) -> None:
+    """The scene must pass the UNet restorer's and the tiny base's downsamplings (and, for the
+    base's pretraining, be square): models.restorer and models.dmdiff.pretrain refuse it after
+    the measurements are simulated."""
+    key = f"datasets.{name}.image_size"
+    restorer = spec.get("restorer")
+    if restorer is not None:
+        factor = 2 ** (len(restorer["block_channels"]) - 1)
+        if any(side % factor for side in size):
+            raise ConfigError(
+                f"config keys {key} and datasets.{name}.dmdiff.restorer.block_channels: the UNet "
+                f"restorer halves the image {factor.bit_length() - 1} times, so each side of {size} "
+                f"must be a multiple of {factor}"
+            )
+    if spec["base"]["path"] is not None:
+        return
+    pretrain = spec["base"]["pretrain"]
+    factor = 2 ** (len(pretrain["vae_channels"]) - 1 + len(pretrain["unet_channels"]) - 1)
+    if size[0] != size[1] or size[0] % factor:
+        raise ConfigError(
+            f"config keys {key} and datasets.{name}.dmdiff.base.pretrain: the tiny base pretrains "
+            f"on square images whose side is a multiple of {factor} (its VAE and UNet "
+            f"downsamplings), not {size}"
         )
