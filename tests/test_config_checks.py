@@ -278,7 +278,9 @@ def test_psf_frame_that_does_not_fit_the_sensor_is_refused(breaks, message):
 
 
 def _captures_at_another_scale(config, tmp_path):
-    config["datasets"]["diffusercam_hand"]["captures"].update(downsample=10)
+    """Captures downsampled by 10 and cropped to the size of a PSF downsampled by 20."""
+    config["cameras"]["diffusercam_lowres"].update(downsample=20, size=[15, 20])
+    config["datasets"]["diffusercam_hand"]["captures"].update(downsample=10, crop=[15, 20])
 
 
 def _colour_capture(config, tmp_path):
@@ -334,7 +336,9 @@ def _pretrained_prior(unet=None, scheduler=True):
         (
             _captures_at_another_scale,
             "config keys datasets.diffusercam_hand.captures.downsample (10) and "
-            "cameras.diffusercam_lowres.downsample (5): captures and PSF must be downsampled alike",
+            "cameras.diffusercam_lowres.downsample (20): after them the capture "
+            f"{REPO}/tests/data/diffusercam/hand_ds4.tif is 30x40, the PSF frame 15x20: they must be "
+            "at one pixel scale",
         ),
         (
             _colour_capture,

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import yaml
 
 from thincam.data.layouts import find_pairs
@@ -179,7 +180,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             )
         if "captures" in dataset:
             _check_path(dataset["captures"]["path"], f"datasets.{name}.captures.path", root)
-            _check_capture_scale(name, dataset, cameras[dataset["camera"]])
+            _check_capture_scale(name, dataset, cameras[dataset["camera"]], root)
         source = dataset.get("source", {})
         if source.get("kind") == "folder":
             _check_path(source.get("path"), f"datasets.{name}.source.path", root)
@@ -349,17 +350,34 @@ def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, roo
     _check_path(spec["base"]["path"], f"{key}.base.path", root)
 
 
-def _check_capture_scale(name: str, dataset: Mapping[str, Any], camera: Mapping[str, Any]) -> None:
-    """Captures and a captured PSF must be area-averaged alike: at another pixel scale the PSF
-    blurs the scene by the wrong amount, though a crop can make the sizes agree."""
+def _first_capture(name: str, dataset: Mapping[str, Any], root: Path) -> tuple[Path, np.ndarray]:
+    """(path, [C,H,W] image) of a dataset's first capture: what its captures look like."""
+    captures = dataset["captures"]
+    try:
+        first = find_pairs(captures["format"], str(_resolve(captures["path"], root)))[0][0]
+        return first, load_image(first, captures.get("bit_depth"))
+    except ThincamError as err:
+        raise ConfigError(f"config key datasets.{name}.captures.path: {err}") from err
+
+
+def _check_capture_scale(name: str, dataset: Mapping[str, Any], camera: Mapping[str, Any], root: Path) -> None:
+    """Captures and a captured PSF must be at one pixel scale, so their whole frames, each after
+    its own downsample, are the same size (a release may ship its captures downsampled already).
+    At another scale the PSF blurs the scene by the wrong amount, though a crop can make the
+    sensor sizes agree."""
     if camera["kind"] != "capture":
         return
+    first, capture = _first_capture(name, dataset, root)
+    psf = load_image(_resolve(camera["path"], root), camera["bit_depth"])
     mine, theirs = dataset["captures"].get("downsample", 1), camera["downsample"]
-    if mine != theirs:
+    capture_frame = [side // mine for side in capture.shape[-2:]]
+    psf_frame = [side // theirs for side in psf.shape[-2:]]
+    if capture_frame != psf_frame:
         raise ConfigError(
             f"config keys datasets.{name}.captures.downsample ({mine}) and "
-            f"cameras.{dataset['camera']}.downsample ({theirs}): captures and PSF must be "
-            "downsampled alike, or the PSF is at another pixel scale than the scene it images"
+            f"cameras.{dataset['camera']}.downsample ({theirs}): after them the capture {first} is "
+            f"{capture_frame[0]}x{capture_frame[1]}, the PSF frame {psf_frame[0]}x{psf_frame[1]}: "
+            "they must be at one pixel scale, or the PSF blurs the scene by the wrong amount"
         )
 
 
@@ -393,14 +411,10 @@ def _image_channels(name: str, config: Mapping[str, Any], root: Path) -> tuple[i
     dataset = config["datasets"][name]
     channels = int(config["cameras"][dataset["camera"]]["channels"])
     why = f"camera {dataset['camera']!r}"
-    captures = dataset.get("captures")
-    if captures is not None:
-        try:
-            first = find_pairs(captures["format"], str(_resolve(captures["path"], root)))[0][0]
-            if load_image(first, captures.get("bit_depth")).shape[0] > channels:
-                channels, why = 3, f"capture {first}"
-        except ThincamError as err:
-            raise ConfigError(f"config key datasets.{name}.captures.path: {err}") from err
+    if "captures" in dataset:
+        first, capture = _first_capture(name, dataset, root)
+        if capture.shape[0] > channels:
+            channels, why = 3, f"capture {first}"
     return channels, why
 
 

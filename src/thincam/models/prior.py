@@ -42,9 +42,9 @@ WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.
 LOSS_CSV = "loss.csv"
 PRIOR_JSON = "prior.json"
 ADM_MANIFEST = "adm.json"
-# prior_facts of both ADM architectures (thincam.models.adm): RGB, guided-diffusion's channel_mult
-# (1, 1, 2, 2, 4, 4) at 256 px (5 downsamplings) and its 1000 training timesteps.
-ADM_FACTS = {"channels": 3, "halvings": 5, "num_train_timesteps": 1000}
+# prior_facts of both ADM architectures (thincam.models.adm): RGB and guided-diffusion's 1000
+# training timesteps; DeepInverse's DiffUNet pads any image size itself (none to halve).
+ADM_FACTS = {"channels": 3, "halvings": 0, "num_train_timesteps": 1000}
 
 
 def prior_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
