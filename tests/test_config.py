@@ -2,6 +2,7 @@
 
 import pytest
 
+import test_config_checks as cases
 from workflow_helpers import REPO, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
@@ -154,10 +155,8 @@ def test_a_key_written_twice_fails_before_any_job(tmp_path):
 
 
 def test_bad_psf_frames_fail_before_any_job(tmp_path):
-    from test_config_checks import overexposed_psf
-
     config = tiny_config()
-    config["cameras"]["diffusercam"]["path"] = str(overexposed_psf(tmp_path / "bright.tif"))
+    config["cameras"]["diffusercam"]["path"] = str(cases.overexposed_psf(tmp_path / "bright.tif"))
     _dry_run_fails(tmp_path, config, "bright.tif: 3962 pixel values (3.30%) at full scale", "cameras.diffusercam.max_saturated")
     config = tiny_config()
     config["cameras"]["diffusercam"]["size"] = [15, 20]
@@ -168,3 +167,44 @@ def test_what_the_prior_cannot_do_fails_before_any_job(tmp_path):
     config = tiny_config()
     config["datasets"]["faces_phlatcam"]["methods"]["ddnm"]["s20"]["steps"] = 5000
     _dry_run_fails(tmp_path, config, "config key datasets.faces_phlatcam.methods.ddnm.s20.steps: 5000 steps")
+
+
+def _default_config():
+    """config.yaml with its input paths made absolute (the dry runs below work elsewhere)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for camera in config["cameras"].values():
+        if camera["kind"] == "capture":
+            camera["path"] = str(REPO / camera["path"])
+    hand = config["datasets"]["diffusercam_hand"]["captures"]
+    hand["path"] = str(REPO / hand["path"])
+    return config
+
+
+def _absurd_training_budget(config, tmp_path):
+    config["priors"]["faces"]["train"]["steps"] = 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    "breaks, message",
+    [
+        (
+            cases._captures_at_another_scale,
+            "config keys datasets.diffusercam_hand.captures.downsample (10) and cameras.diffusercam_lowres.downsample (20)",
+        ),
+        (cases._colour_capture, "config keys datasets.diffusercam_hand.camera and priors.diffusercam_scenes"),
+        (cases._odd_image_size, "config keys datasets.faces_phlatcam.image_size and priors.faces"),
+        (cases._ddnm_steps_above_training, "config key datasets.faces_phlatcam.methods.ddnm.s100.steps: 2000 steps"),
+        (
+            cases._pretrained_prior(scheduler=False),
+            "config key priors.faces.path: prior {tmp}/pretrained: no scheduler_config.json",
+        ),
+        (_absurd_training_budget, "1000000000 is greater than the maximum of 1000000"),
+    ],
+)
+def test_issue_21_cases_fail_before_any_job(tmp_path, breaks, message):
+    """Each mistake of issue 21 that used to fail inside a job (after training) fails the parse."""
+    config = _default_config()
+    breaks(config, tmp_path)
+    _dry_run_fails(tmp_path / "work", config, message.format(tmp=tmp_path))
