@@ -69,7 +69,7 @@ def test_load_png_8bit_rgb_rgba_gray(tmp_path):
 
 
 def test_load_bmp_8bit_rgb_and_gray(tmp_path):
-    """.bmp is a listed image type (data.sources.IMAGE_SUFFIXES), so the reader takes it."""
+    """.bmp is a listed image type (data.layouts.IMAGE_SUFFIXES), so the reader takes it."""
     rgb = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     iio.imwrite(tmp_path / "rgb.bmp", rgb)
     iio.imwrite(tmp_path / "gray.bmp", rgb[..., 1])

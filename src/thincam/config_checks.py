@@ -14,11 +14,12 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
+from thincam.data.ingest import read_release_frame
 from thincam.data.layouts import find_pairs
 from thincam.errors import ThincamError
 from thincam.models.prior import ADM_FACTS, prior_facts, trained_prior_facts
 from thincam.optics.calibrate import check_capture_camera
-from thincam.optics.capture import load_image
+from thincam.optics.capture import read_psf_frame
 from thincam.registry import METHODS, SPLITS
 
 # Exponent notation ('1e-6', '3E5'): YAML 1.1 (PyYAML) reads it as text unless it has both a dot
@@ -332,7 +333,12 @@ def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, roo
                 f"{params['model']!r} (configured: {sorted(spec['models'])})"
             )
     n_train = dataset["splits"]["train"]
-    if not 0 <= spec["unpaired"] < n_train:
+    release = spec["unpaired"] == "release"
+    if release and (dataset.get("captures") or {}).get("format") != "dmdiff":
+        raise ConfigError(
+            f"config key {key}.unpaired: 'release' takes the pseudo pairs a release marks (captures.format dmdiff)"
+        )
+    if not release and not 0 <= spec["unpaired"] < n_train:
         raise ConfigError(f"config key {key}.unpaired: must be below the {n_train} training images")
     train = spec["train"]
     for model, overrides in spec["models"].items():
@@ -351,13 +357,17 @@ def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, roo
 
 
 def _first_capture(name: str, dataset: Mapping[str, Any], root: Path) -> tuple[Path, np.ndarray]:
-    """(path, [C,H,W] image) of a dataset's first capture: what its captures look like."""
+    """(path, [C,H,W] frame before downsampling) of a dataset's first capture, read as ingestion
+    reads every capture: what its captures look like."""
     captures = dataset["captures"]
     try:
-        first = find_pairs(captures["format"], str(_resolve(captures["path"], root)))[0][0]
-        return first, load_image(first, captures.get("bit_depth"))
+        first = find_pairs(captures["format"], str(_resolve(captures["path"], root)))[0].measurement
+        frame = read_release_frame(
+            first, captures["format"], bit_depth=captures.get("bit_depth"), window=captures.get("window")
+        )
     except ThincamError as err:
         raise ConfigError(f"config key datasets.{name}.captures.path: {err}") from err
+    return first, frame
 
 
 def _check_capture_scale(name: str, dataset: Mapping[str, Any], camera: Mapping[str, Any], root: Path) -> None:
@@ -368,7 +378,10 @@ def _check_capture_scale(name: str, dataset: Mapping[str, Any], camera: Mapping[
     if camera["kind"] != "capture":
         return
     first, capture = _first_capture(name, dataset, root)
-    psf = load_image(_resolve(camera["path"], root), camera["bit_depth"])
+    psf = read_psf_frame(
+        _resolve(camera["path"], root), camera["bit_depth"], f"cameras.{dataset['camera']}",
+        camera.get("format"), camera.get("window"),
+    )
     mine, theirs = dataset["captures"].get("downsample", 1), camera["downsample"]
     capture_frame = [side // mine for side in capture.shape[-2:]]
     psf_frame = [side // theirs for side in psf.shape[-2:]]

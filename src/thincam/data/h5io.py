@@ -9,6 +9,7 @@ naming it. Attributes are written in sorted order with fixed HDF5 settings and a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -75,6 +76,60 @@ def atomic_write_h5(
             if contract is not None:
                 handle.attrs[CONTRACT_ATTR] = contract
     return path
+
+
+class RowWriter:
+    """Rows of one dataset of known shape, appended in order, hashed as they arrive.
+
+    The digest equals :func:`array_sha256` of the whole array (dtype, shape, then the C-ordered
+    bytes, row after row), so a streamed file verifies exactly like one written at once.
+    """
+
+    def __init__(self, handle, name: str, shape: tuple[int, ...], dtype) -> None:
+        self.dataset = handle.create_dataset(name, shape=shape, dtype=dtype, track_times=False)
+        self.name, self.shape, self.dtype = name, tuple(shape), np.dtype(dtype)
+        self.digest = hashlib.sha256()
+        self.digest.update(str(self.dtype.str).encode())
+        self.digest.update(str(self.shape).encode())
+        self.filled = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.shape[1:] or self.filled + len(rows) > self.shape[0]:
+            raise ValueError(f"dataset {self.name!r}: rows {rows.shape} do not fit {self.shape} at row {self.filled}")
+        self.dataset[self.filled : self.filled + len(rows)] = rows
+        self.digest.update(rows.reshape(-1).view(np.uint8))
+        self.filled += len(rows)
+
+
+@contextlib.contextmanager
+def streaming_h5(
+    path: str | os.PathLike,
+    shapes: Mapping[str, tuple[tuple[int, ...], Any]],
+    contract: str | None = None,
+):
+    """Yield ``(writers, attrs)`` for an HDF5 file written row by row: ``writers[name].append``
+    each dataset's rows in order, fill the ``attrs`` dict; on leaving, every dataset must be full,
+    the checksums and attributes are written and the file is renamed into place.
+
+    For outputs larger than memory (a release's captures): only one chunk of rows is held at once.
+    :func:`read_h5` verifies it like a file of :func:`atomic_write_h5`; the same rows and
+    attributes give the same bytes.
+    """
+    import h5py
+
+    attrs: dict[str, Any] = {}
+    with atomic_file(path) as tmp_name, h5py.File(tmp_name, "w", track_order=True) as handle:
+        writers = {name: RowWriter(handle, name, *shapes[name]) for name in sorted(shapes)}
+        yield writers, attrs
+        for name, writer in writers.items():
+            if writer.filled != writer.shape[0]:
+                raise ValueError(f"{path}: dataset {name!r} has {writer.filled} of {writer.shape[0]} rows")
+            handle.attrs[CHECKSUM_PREFIX + name] = writer.digest.hexdigest()
+        for key in sorted(attrs):
+            handle.attrs[key] = _attr_value(attrs[key])
+        if contract is not None:
+            handle.attrs[CONTRACT_ATTR] = contract
 
 
 def read_h5(

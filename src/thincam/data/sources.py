@@ -7,9 +7,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from thincam.data.layouts import IMAGE_SUFFIXES
 from thincam.errors import BadInputError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
 
 # Colour photographs of scenes that scikit-image ships inside the package (no download needed).
 # Not hubble_deep_field: a star field is near-black everywhere and shows nothing of a restoration.

@@ -130,6 +130,8 @@ def _capture_args(camera: Mapping[str, Any], key: str) -> dict[str, Any]:
         "center": bool(camera["center"]),
         "max_saturated": float(camera.get("max_saturated", MAX_SATURATED_SHARE)),
         "key": key,
+        "fmt": camera.get("format"),
+        "window": camera.get("window"),
     }
 
 

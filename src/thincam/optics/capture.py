@@ -79,14 +79,18 @@ def _to_chw(raw: np.ndarray, path: Path) -> np.ndarray:
 
 
 def load_image(
-    path: str | os.PathLike, bit_depth: int | None = None, bit_depth_key: str = "bit_depth"
+    path: str | os.PathLike,
+    bit_depth: int | None = None,
+    bit_depth_key: str = "bit_depth",
+    clip_negative: bool = False,
 ) -> np.ndarray:
     """Read a capture as float32 [C,H,W] in [0,1], rejecting data that cannot be a sensor frame.
 
     Integers are scaled by 1/(2**bit_depth - 1); the bit depth is inferred from uint8/uint16 when
     not given. Float data without a bit depth must already lie in [0,1]. An integer file too narrow
     for the declared depth (8-bit data read as 16-bit would come out 257x too dark) is refused,
-    naming ``bit_depth_key``, the config key the depth came from.
+    naming ``bit_depth_key``, the config key the depth came from. Negative values are refused,
+    or with ``clip_negative`` (a release of background-subtracted floats) clamped at 0.
     """
     path = Path(path)
     raw = _read_raw(path)
@@ -99,8 +103,9 @@ def load_image(
     if data.size == 0:
         raise BadInputError(f"{path}: image is empty (shape {raw.shape})")
     lo, hi = float(data.min()), float(data.max())
-    if lo < 0:
+    if lo < 0 and not clip_negative:
         raise BadInputError(f"{path}: negative pixel values (min {lo:g})")
+    data = np.clip(data, 0.0, None)
     if bit_depth is None and raw.dtype.kind in "ui":
         if raw.dtype not in _INT_DEPTHS:
             raise BadInputError(
@@ -248,13 +253,23 @@ def count_saturated(image: np.ndarray, path: Path, max_share: float, key: str) -
     return n
 
 
-def _subtract_dark(image, path, dark_path, background, bit_depth, key, info) -> np.ndarray:
+def read_psf_frame(path, bit_depth, key: str, fmt, window) -> np.ndarray:
+    """A PSF or dark frame [C,H,W] float64 as the release's captures are read: in the release's
+    channel order and orientation (``fmt``), cut to its sensor ``window`` (thincam.data.layouts),
+    so PSF and captures stay on one grid."""
+    from thincam.data.layouts import release_view, sensor_window
+
+    image = load_image(path, bit_depth, f"{key}.bit_depth").astype(np.float64)
+    return sensor_window(release_view(image, fmt), window, path)
+
+
+def _subtract_dark(image, path, dark_path, background, bit_depth, key, fmt, window, info) -> np.ndarray:
     """The frame less its dark frame (``background: dark``); recorded as info["background"]."""
     if background != "dark":
         return image
     if dark_path is None:
         raise BadInputError(f"{path}: background 'dark' needs a dark_path")
-    dark = load_image(dark_path, bit_depth, f"{key}.bit_depth").astype(np.float64)
+    dark = read_psf_frame(dark_path, bit_depth, key, fmt, window)
     if dark.shape[1:] != image.shape[1:] or dark.shape[0] not in (1, image.shape[0]):
         raise BadInputError(
             f"{dark_path}: dark frame shape {dark.shape} does not match capture {path} "
@@ -311,7 +326,9 @@ def crop_psf(
             f"{path}: {keys}: the frame is only {h}x{w} after downsampling, so the PSF would be "
             f"zero-padded where it was never measured; size is the sensor after downsampling"
         )
-    centre = intensity_centroid(image) if center else (h / 2.0, w / 2.0)
+    # Without centring, the frame's centre pixel (h // 2, w // 2), the convention of
+    # centred_start: h / 2 rounds up on an odd side and shifted the crop by one pixel.
+    centre = intensity_centroid(image) if center else (h // 2, w // 2)
     cropped = _crop_around(image, centre, size)
     kept = float((cropped.sum(axis=(1, 2)) / image.sum(axis=(1, 2))).min())
     if kept < MIN_CROP_ENERGY:
@@ -334,15 +351,17 @@ def check_capture_psf(
     center: bool,
     max_saturated: float = MAX_SATURATED_SHARE,
     key: str = "camera",
+    fmt: str | None = None,
+    window=None,
     corner_fraction: float = 0.05,
 ) -> None:
     """The refusals of :func:`calibrate_capture_psf` that the frame decides (saturation, crop),
     without its slow hot-pixel pass: cheap enough to run on every config before any job."""
     path = Path(path)
-    image = load_image(path, bit_depth, f"{key}.bit_depth").astype(np.float64)
+    image = read_psf_frame(path, bit_depth, key, fmt, window)
     count_saturated(image, path, max_saturated, key)
     info: dict[str, Any] = {}
-    image = _subtract_dark(image, path, dark_path, background, bit_depth, key, info)
+    image = _subtract_dark(image, path, dark_path, background, bit_depth, key, fmt, window, info)
     image = _subtract_corners(image, path, background, corner_fraction, info)
     crop_psf(area_downsample(np.clip(image, 0.0, None), downsample), size, center, path, downsample, key)
 
@@ -360,16 +379,22 @@ def calibrate_capture_psf(
     center: bool = True,
     max_saturated: float = MAX_SATURATED_SHARE,
     key: str = "camera",
+    fmt: str | None = None,
+    window=None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Captured point-source frame -> float32 [C,H,W] PSF with each channel summing to 1.
 
     Order: saturation count, dark subtraction, hot pixels, corner background, energy check, clip,
     area downsampling, crop (refused when it drops energy or pads), unit sum. ``key``
-    (cameras.<name>) names the config keys in errors. Hot pixels go before the corner estimate so a defect in a corner window (the
-    DiffuserCam sample has one at (0,0)) cannot bias the background; the Hampel test is
+    (cameras.<name>) names the config keys in errors. Hot pixels go before the corner estimate so
+    a defect in a corner window (the DiffuserCam sample has one at (0,0)) cannot bias the background; the Hampel test is
     offset-invariant, so this equals subtracting first. With a dark frame the defects it shares are
     subtracted first. A frame whose energy is not concentrated above the noise
     (``optics.condition.psf_energy_concentration``) is refused: it holds no PSF.
+
+    A PSF shipped with a release (``fmt``) is first put in that release's channel order and
+    orientation, and cut to its sensor ``window``, exactly as its captures are
+    (``thincam.data.layouts``), so the two stay on one grid.
     """
     path = Path(path)
     if background not in BACKGROUNDS:
@@ -377,10 +402,10 @@ def calibrate_capture_psf(
     if int(downsample) != downsample or downsample < 1:
         raise BadInputError(f"{path}: downsample must be a positive integer, got {downsample!r}")
     downsample = int(downsample)
-    image = load_image(path, bit_depth, f"{key}.bit_depth").astype(np.float64)
+    image = read_psf_frame(path, bit_depth, key, fmt, window)
     info: dict[str, Any] = {"source": str(path), "raw_shape": list(image.shape)}
     info["n_saturated"] = count_saturated(image, path, max_saturated, key)
-    image = _subtract_dark(image, path, dark_path, background, bit_depth, key, info)
+    image = _subtract_dark(image, path, dark_path, background, bit_depth, key, fmt, window, info)
     image, info["n_hot_pixels"] = remove_hot_pixels(image, hot_pixel_sigma)
     image = _subtract_corners(image, path, background, corner_fraction, info)
     concentration = psf_energy_concentration(image)
