@@ -1,7 +1,9 @@
 """Cross-field config checks that a JSON schema cannot express: references, input paths and
 combinations of keys that would silently do the wrong thing.
 
-Run by the Snakefile right after schema validation, so a bad config fails before any job.
+Run by the Snakefile right after schema validation, so a bad config fails before any job; the
+checks that read an input file (a PSF frame, the first capture, a prior's config files) call the
+library functions the jobs will, without their slow parts. docs/checks.md lists them.
 ``coerce_numeric_strings`` runs before validation.
 """
 
@@ -171,7 +173,8 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             _check_path(camera["path"], f"cameras.{name}.path", root)
             _check_path(camera.get("dark_path"), f"cameras.{name}.dark_path", root)
             _check_capture_background(camera, f"cameras.{name}")
-            check_capture_camera({**camera, "path": _resolve(camera["path"], root), "dark_path": _resolve(camera.get("dark_path"), root)}, f"cameras.{name}")
+            paths = {"path": _resolve(camera["path"], root), "dark_path": _resolve(camera.get("dark_path"), root)}
+            check_capture_camera({**camera, **paths}, f"cameras.{name}")
         _check_simulated_camera(name, camera)
     for name, dataset in config["datasets"].items():
         if dataset["camera"] not in cameras:

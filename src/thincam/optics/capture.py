@@ -385,10 +385,10 @@ def calibrate_capture_psf(
     """Captured point-source frame -> float32 [C,H,W] PSF with each channel summing to 1.
 
     Order: saturation count, dark subtraction, hot pixels, corner background, energy check, clip,
-    area downsampling, crop (refused when it drops energy or pads), unit sum. ``key``
+    area downsampling, crop (refused when it drops energy or pads), unit sum; ``key``
     (cameras.<name>) names the config keys in errors. Hot pixels go before the corner estimate so
-    a defect in a corner window (the DiffuserCam sample has one at (0,0)) cannot bias the background; the Hampel test is
-    offset-invariant, so this equals subtracting first. With a dark frame the defects it shares are
+    a defect in a corner window (the DiffuserCam sample has one at (0,0)) cannot bias the
+    background; the Hampel test is offset-invariant, so this equals subtracting first. With a dark frame the defects it shares are
     subtracted first. A frame whose energy is not concentrated above the noise
     (``optics.condition.psf_energy_concentration``) is refused: it holds no PSF.
 
