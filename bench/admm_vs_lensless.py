@@ -163,7 +163,8 @@ class LenslessRunner:
 def load_real(size):
     """Unit-sum PSF and max-normalised capture [H,W], through the pipeline's own preprocessing."""
     from thincam.data.ingest import prepare_capture
-    from thincam.optics.capture import area_downsample, calibrate_capture_psf
+    from thincam.data.images import area_downsample
+    from thincam.optics.capture import calibrate_capture_psf
 
     psf, _ = calibrate_capture_psf(DATA / "psf_ds4.tif", background="corner")
     y = prepare_capture(

@@ -1,4 +1,4 @@
-"""Optics: capture reading and PSF calibration, simulated masks, metalens PSF grid, the PSF file."""
+"""Optics: image reading (data.images) and PSF calibration, simulated masks, metalens PSF grid, the PSF file."""
 
 import json
 from pathlib import Path
@@ -11,12 +11,8 @@ import tifffile
 from thincam.data.h5io import json_attr, read_h5
 from thincam.errors import BadInputError
 from thincam.stages.calibrate import calibrate_psf
-from thincam.optics.capture import (
-    area_downsample,
-    calibrate_capture_psf,
-    load_image,
-    remove_hot_pixels,
-)
+from thincam.data.images import area_downsample, load_image
+from thincam.optics.capture import calibrate_capture_psf, remove_hot_pixels
 from thincam.optics.masks import (
     angular_spectrum,
     contour_target,
@@ -69,7 +65,7 @@ def test_load_png_8bit_rgb_rgba_gray(tmp_path):
 
 
 def test_load_bmp_8bit_rgb_and_gray(tmp_path):
-    """.bmp is a listed image type (data.layouts.IMAGE_SUFFIXES), so the reader takes it."""
+    """.bmp is a listed image type (data.images.IMAGE_SUFFIXES), so the reader takes it."""
     rgb = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     iio.imwrite(tmp_path / "rgb.bmp", rgb)
     iio.imwrite(tmp_path / "gray.bmp", rgb[..., 1])

@@ -105,7 +105,7 @@ FLATNET_CAMERA = {
 def test_flatnet_bayer_window_and_text_file_split(releases, tmp_path):
     from thincam.data.ingest import read_release_frame
     from thincam.data.layouts import published_split
-    from thincam.optics.capture import load_image
+    from thincam.data.images import load_image
 
     root = releases["flatnet"]
     split = published_split("flatnet", str(root))
@@ -164,7 +164,7 @@ def test_dmdiff_pairs_by_sorted_index_registers_and_routes_pseudo_pairs(releases
     from skimage.transform import resize
 
     from thincam.data.layouts import published_split
-    from thincam.optics.capture import load_image
+    from thincam.data.images import load_image
 
     root = releases["dmdiff"]
     split = published_split("dmdiff", str(root))

@@ -250,7 +250,8 @@ def test_admm_reconstructs_real_diffusercam_hand():
     columns 140-370 of the 300x400 frame, read off a 300-iteration reconstruction). A wrong
     scene window (e.g. the tutorial's centre crop of v) would move the hand out of the box."""
     from thincam.data.ingest import prepare_capture
-    from thincam.optics.capture import area_downsample, calibrate_capture_psf
+    from thincam.data.images import area_downsample
+    from thincam.optics.capture import calibrate_capture_psf
 
     data = ROOT / "tests" / "data" / "diffusercam"
     psf, _ = calibrate_capture_psf(data / "psf_ds4.tif", background="corner")

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from thincam.data.images import load_image
 from thincam.data.layouts import center_crop, demosaic_rggb, layout, release_view, sensor_window
 from thincam.data.sources import resize_image
 from thincam.errors import BadInputError
@@ -62,8 +63,6 @@ def read_release_frame(
 ) -> np.ndarray:
     """One capture [C,H,W] as the release's own loader sees it: read, demosaicked when the
     release stores raw mosaics, in RGB order and upright, cut to the sensor ``window``."""
-    from thincam.optics.capture import load_image
-
     spec = layout(fmt) if fmt is not None else None
     image = load_image(
         path, bit_depth=bit_depth, bit_depth_key=bit_depth_key, clip_negative=bool(spec and spec.clip_negative)
@@ -128,8 +127,6 @@ def prepare_reference(
     on its own grid would cover different parts of the scene. Otherwise the reference is cropped
     by ``crop`` when given (pixel-aligned pairs) and resized to ``image_shape``.
     """
-    from thincam.optics.capture import load_image
-
     ref = release_view(load_image(path), fmt)
     ref = np.repeat(ref, 3, axis=0) if ref.shape[0] == 1 else ref[:3]
     if fmt is not None and layout(fmt).register_reference:

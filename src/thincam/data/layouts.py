@@ -38,9 +38,9 @@ from typing import Callable
 
 import numpy as np
 
+from thincam.data.images import IMAGE_SUFFIXES
 from thincam.errors import BadInputError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
 PUBLISHED_SPLITS = ("train", "test")
 
 

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from thincam.data.layouts import IMAGE_SUFFIXES
+from thincam.data.images import IMAGE_SUFFIXES, load_image
 from thincam.errors import BadInputError
 
 # Colour photographs of scenes that scikit-image ships inside the package (no download needed).
@@ -107,8 +107,6 @@ class FileSource:
         return len(self.files)
 
     def __getitem__(self, indices) -> np.ndarray:
-        from thincam.optics.capture import load_image
-
         images = np.empty((len(indices), self.channels, *self.shape), dtype=np.float32)
         for k, i in enumerate(indices):
             image = load_image(self.files[int(i)])

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from thincam.optics.capture import area_downsample
+from thincam.data.images import area_downsample
 
 # Wavelength at which a fixed-height (refractive, dispersion-free) mask's phase is specified;
 # at another wavelength the same height gives phase * REFERENCE_NM / wavelength.
