@@ -29,7 +29,8 @@ def main() -> None:
     from thincam.metrics.fidelity import psnr
     from thincam.models.prior import load_prior
     from thincam.solvers import image_seeds
-    from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
+    from thincam.solvers.ddnm import ddnm_plus
+    from thincam.solvers.sampling import initial_noise, step_generators
     from thincam.stages.common import dataset_operator, load_operator
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

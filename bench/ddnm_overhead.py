@@ -88,7 +88,8 @@ def main() -> None:
     import torch
     from diffusers import DDIMScheduler
 
-    from thincam.solvers.ddnm import ddnm_plus, step_generators
+    from thincam.solvers.ddnm import ddnm_plus
+    from thincam.solvers.sampling import step_generators
 
     args = arguments(__doc__.splitlines()[0])
     unet, scheduler, physics, y, note = setup(args)

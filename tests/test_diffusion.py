@@ -221,7 +221,8 @@ def test_batch_composition_does_not_change_an_image(tiny_prior, faces):
     """Per-image generators: image b's result is the same alone or among others, up to float
     rounding (batched kernels sum in another order; the random UNet amplifies that to ~2e-5,
     while two different images differ by ~0.4)."""
-    from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
+    from thincam.solvers.ddnm import ddnm_plus
+    from thincam.solvers.sampling import initial_noise, step_generators
 
     physics = circular(1e-2)
     y = physics.A(torch.from_numpy(faces[:3])) + 0.01 * torch.randn(
@@ -264,7 +265,8 @@ def test_ddnm_bf16_autocast_runs_close_to_fp32(tiny_prior, faces):
 
 def _seeded_ddnm_30_steps(physics, y, prior, form, shape):
     """DDNM+ (30 steps, eta 0.85, sigma_y 0.01) of a batch, image b seeded with b."""
-    from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
+    from thincam.solvers.ddnm import ddnm_plus
+    from thincam.solvers.sampling import initial_noise, step_generators
 
     seeds = list(range(shape[0]))
     return ddnm_plus(
@@ -326,7 +328,7 @@ def test_tikhonov_form_on_the_metalens_is_consistent_and_beats_the_anchor(traine
 def test_dps_guidance_reduces_residual(tiny_prior, faces):
     """Same noise, same UNet: the guidance alone must pull the result towards the measurement.
     (The random UNet's x0|t is far off, so zeta is large: ||y - A x0|t|| is about 6 per image.)"""
-    from thincam.solvers.ddnm import initial_noise
+    from thincam.solvers.sampling import initial_noise
     from thincam.solvers.dps import dps
 
     physics = circular(1e-2)

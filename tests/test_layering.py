@@ -1,7 +1,10 @@
 """The library's import order runs one way, with no cycles; workflow scripts call stages only.
 
-errors/logs/registry -> physics -> optics, data -> solvers, models -> metrics -> report -> stages.
-Imports are read from the source (ast), inside functions too, so a lazy import counts.
+errors/logs/registry -> physics -> data -> optics -> models -> solvers -> metrics -> report ->
+stages -> cli. Imports are read from the source (ast), inside functions too, so a lazy import
+counts. ``solvers`` is the library's one front door to the methods: every ``make_solver`` is
+there and no model imports it back; ``data`` reads image files itself (``data.images``), so
+calibration (``optics``) builds on data and never the other way round.
 """
 
 from __future__ import annotations
@@ -22,14 +25,15 @@ LEVELS = {
     "registry": 0,
     "codehash": 0,
     "physics": 1,
-    "optics": 2,
     "data": 2,
-    "solvers": 3,
-    "models": 3,
-    "metrics": 4,
-    "report": 5,
-    "stages": 6,
-    "config_checks": 6,
+    "optics": 3,
+    "models": 4,
+    "solvers": 5,
+    "metrics": 6,
+    "report": 7,
+    "stages": 8,
+    "config_checks": 8,
+    "cli": 9,
 }
 
 
@@ -90,6 +94,31 @@ def test_every_package_has_a_level():
 
 def test_no_upward_import():
     assert upward_imports(SRC, all_modules()) == []
+
+
+def imports_between(src: Path, modules: list[str], lower: str, upper: str) -> list[str]:
+    """Every import of package ``upper`` inside package ``lower``, as "file imports file"."""
+    return [
+        f"{module_file(src, m).relative_to(src)} imports {module_file(src, d).relative_to(src)}"
+        for m in modules
+        if m.split(".")[0] == lower
+        for d in sorted(direct_imports(src, m))
+        if d.split(".")[0] == upper
+    ]
+
+
+@pytest.mark.parametrize(("lower", "upper"), [("models", "solvers"), ("data", "optics")])
+def test_front_door_rules(lower, upper):
+    """No model imports a solver (every method's make_solver is in solvers/) and no data module
+    imports optics (image reading is data.images)."""
+    assert imports_between(SRC, all_modules(), lower, upper) == []
+
+
+def test_registry_points_into_solvers_only():
+    """Every method's module is under solvers/: the registry has one front door."""
+    from thincam.registry import METHODS
+
+    assert {name: m.module for name, m in METHODS.items() if not m.module.startswith("solvers.")} == {}
 
 
 def test_no_import_cycle():

@@ -341,7 +341,7 @@ def test_bad_config_names_the_key(tmp_path, shards, psf_path, prior_path):
 def test_student_refuses_an_operator_it_was_not_distilled_with(tmp_path, shards, psf_path, prior_path):
     """The student stores the camera it learned (PSF checksum, geometry, A+) and names both
     operators when asked to run with another A+."""
-    from thincam.models.nsdd import make_solver
+    from thincam.solvers.nsdd import make_solver
     from thincam.stages.common import load_operator
     from thincam.stages.nsdd import distill_nsdd
 

@@ -159,7 +159,7 @@ def test_adm_checkpoint_errors_name_file_and_key(tmp_path):
 def test_registered_adm_prior_behaves_like_the_diffusers_prior(tmp_path):
     from thincam.models.adm import ADMUNet
     from thincam.models.prior import load_prior, prior_id, register_adm_prior
-    from thincam.solvers.ddnm import predict_eps
+    from thincam.solvers.sampling import predict_eps
 
     files = write_adm_checkpoints(tmp_path)
     register_adm_prior(files["ffhq"], "ffhq_256", tmp_path / "prior")
@@ -180,7 +180,8 @@ def test_256px_ddnm_steps_and_nsdd_forward_with_the_adm_architecture():
     from thincam.models.adm import ADMUNet, adm_scheduler
     from thincam.models.nsdd import build_student
     from thincam.physics.operators import LenslessConvolution
-    from thincam.solvers.ddnm import ddnm_plus, initial_noise
+    from thincam.solvers.ddnm import ddnm_plus
+    from thincam.solvers.sampling import initial_noise
 
     torch.manual_seed(0)
     psf = torch.zeros(3, 256, 256)

@@ -66,7 +66,7 @@ def test_bad_config_and_pairs_name_the_problem(tmp_path):
 def test_unet_method_restores_with_the_trained_model(tmp_path):
     """The reconstruct stage builds the method by name from the registry, like any other."""
     from thincam.registry import METHODS
-    from thincam.models.restorer import make_solver
+    from thincam.solvers.unet import make_solver
 
     assert METHODS["unet"].module == "models.restorer" and METHODS["unet"].needs == "restorer"
     y, x = _pairs()

@@ -44,10 +44,10 @@ METHODS: dict[str, Method] = {
     "deepinv_dps": Method("DPS (deepinv)", "solvers.deepinv_dps", needs="prior", gradient=True),
     "diffpir": Method("DiffPIR (deepinv)", "solvers.diffpir", needs="prior"),
     "ddrm": Method("DDRM (deepinv)", "solvers.ddrm", needs="prior", needs_svd=True),
-    "nsdd": Method("NSDD", "models.nsdd", needs="student"),
-    "nsdd_full": Method("NSDD (full image)", "models.nsdd", needs="student"),
-    "dmdiff": Method("DMDiff", "models.dmdiff.restore", needs="dmdiff", every_variant_reported=True),
-    "unet": Method("UNet (supervised)", "models.restorer", needs="restorer"),
+    "nsdd": Method("NSDD", "solvers.nsdd", needs="student"),
+    "nsdd_full": Method("NSDD (full image)", "solvers.nsdd", needs="student"),
+    "dmdiff": Method("DMDiff", "solvers.dmdiff", needs="dmdiff", every_variant_reported=True),
+    "unet": Method("UNet (supervised)", "solvers.unet", needs="restorer"),
 }
 # The NSDD students: the paper's null-space student and its full-image ablation.
 STUDENTS = {"nsdd": "null", "nsdd_full": "full"}

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from thincam.data.images import load_image
+from thincam.data.images import area_downsample, load_image
 from thincam.data.layouts import center_crop, demosaic_rggb, layout, release_view, sensor_window
 from thincam.data.sources import resize_image
 from thincam.errors import BadInputError
@@ -90,8 +90,6 @@ def prepare_capture(
 
     Area downsampling by d averages d^2 independent pixel noises, so the std falls by d.
     """
-    from skimage.measure import block_reduce
-
     image = read_release_frame(path, fmt, bit_depth=bit_depth, bit_depth_key=bit_depth_key, window=window)
     frame_shape = tuple(int(s) for s in image.shape[-2:])
     if image.shape[0] == 1 and channels == 3:
@@ -100,9 +98,7 @@ def prepare_capture(
     if background == "corner":
         corners = np.concatenate(corner_windows(image), axis=-1)
         image = np.clip(image - corners.mean(axis=(-2, -1), keepdims=True), 0, None)
-    if downsample > 1:
-        h, w = (s - s % downsample for s in image.shape[-2:])
-        image = block_reduce(image[:, :h, :w], (1, downsample, downsample), np.mean)
+    image = area_downsample(image, downsample)
     if crop is not None:
         image = center_crop(image, crop)
     if tuple(image.shape[-2:]) != tuple(sensor_shape):

@@ -161,19 +161,3 @@ def nsdd_reconstruct(student: NSDDStudent, physics, y: torch.Tensor, batch_size:
             yb = y[start : start + batch_size].to(device=param.device, dtype=param.dtype)
             out.append(student(yb, physics).clamp_(0.0, 1.0).to(y.device))
     return torch.cat(out)
-
-
-def make_solver(physics, params, context):
-    """The reconstruct stage's entry: the distilled student (its folder's marker is the input)."""
-    from thincam.solvers import check_params
-
-    from thincam.physics.operators import check_same_operator
-
-    check_params("nsdd", nsdd_reconstruct, params, skip=3)
-    folder = Path(context["models"]["student"]).parent
-    student = load_student(folder).to(context["device"])
-    if student.config.operator_identity is None:
-        raise BadInputError(f"{folder}: the student records no operator; distil it again")
-    check_same_operator(student.config.operator_identity, physics.identity(), where=f"NSDD student {folder}")
-    student.bf16 = context.get("bf16", False)
-    return lambda y, index: nsdd_reconstruct(student, physics, y, **params)

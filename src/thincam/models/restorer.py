@@ -164,12 +164,3 @@ def restore(unet, y, batch_size: int = 16):
 
     with torch.no_grad():
         return torch.cat([predict(unet, chunk).clamp(0, 1) for chunk in y.split(int(batch_size))])
-
-
-def make_solver(physics, params, context):
-    """The reconstruct stage's entry: the trained restorer applied to each capture."""
-    from thincam.solvers import check_params
-
-    check_params("unet", restore, params, skip=2)
-    unet = load_restorer(context["models"]["restorer"], context["device"])
-    return lambda y, index: restore(unet, y, **params)

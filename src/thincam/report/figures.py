@@ -10,6 +10,7 @@ check where its text landed. The perceptual metric shown is the best one with va
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import textwrap
@@ -490,5 +491,54 @@ def capture_figure(
         if consistency:
             fig.supxlabel("Under each reconstruction: " + _axis_label("consistency"))
         fig.suptitle(f"{title}: real capture, no ground truth (each panel stretched)")
+        _save(fig, out_png)
+    return fig
+
+
+def _background_text(background) -> str:
+    """The calibration's background attribute (JSON per-channel levels, or "none") for a reader."""
+    if isinstance(background, str) and background.startswith("["):
+        levels = ", ".join(f"{level:.3g}" for level in json.loads(background))
+        return f"{levels} of full scale per channel"
+    return str(background)
+
+
+def psf_diagnostic(psf: np.ndarray, attrs: Mapping[str, object], out_png: str | os.PathLike) -> Figure:
+    """One page on a calibrated PSF [C,H,W]: the PSF (gamma 0.5, so faint caustics show), its
+    profiles through the brightest pixel with the half maximum, and the calibration's checks
+    (energy kept by the crop, saturated and hot pixels, background, FWHM)."""
+    from thincam.optics.metalens import psf_fwhm
+
+    plane = psf.sum(axis=0)
+    peak_row, peak_col = np.unravel_index(int(np.argmax(plane)), plane.shape)
+    fwhm = psf_fwhm(plane)
+    lines = [
+        f"source: {Path(str(attrs.get('source', '?'))).name}",
+        f"PSF: {psf.shape[0]} channel(s), {psf.shape[1]}×{psf.shape[2]} px, downsampled {attrs.get('downsample', 1)}×",
+        f"energy kept by the crop: {100 * attrs['energy_kept']:.1f}%" if "energy_kept" in attrs else "energy kept: (simulated)",
+        f"saturated pixel values: {attrs.get('n_saturated', 'n/a')}",
+        f"hot pixels replaced: {attrs.get('n_hot_pixels', 'n/a')}",
+        f"background subtracted: {_background_text(attrs.get('background', 'none'))}",
+        f"FWHM (area above half maximum, as a disc's diameter): {fwhm:.2f} px",
+    ]
+    with rc_context(STYLE):
+        fig = Figure(figsize=(PAGE_WIDTH_IN, 0.55 * PAGE_WIDTH_IN), layout="constrained")
+        grid = fig.add_gridspec(2, 2, height_ratios=[3, 1.3], width_ratios=[1.2, 1])
+        image_ax, profile_ax, text_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+        image_ax.imshow(np.sqrt(plane / plane.max()), cmap="magma", interpolation="nearest")
+        image_ax.plot(peak_col, peak_row, "+", color="cyan", markersize=8)
+        image_ax.set_title("PSF (gamma 0.5), + brightest pixel")
+        image_ax.set_axis_off()
+        profile_ax.plot(plane[peak_row] / plane.max(), label=f"row {peak_row}")
+        profile_ax.plot(plane[:, peak_col] / plane.max(), label=f"column {peak_col}")
+        profile_ax.axhline(0.5, color="grey", linestyle=":", label="half maximum")
+        profile_ax.set_xlabel("pixel")
+        profile_ax.set_ylabel("relative intensity")
+        profile_ax.set_title("profiles through the brightest pixel")
+        profile_ax.set_ylim(0, 1.45)  # room for the legend above the peak
+        profile_ax.legend(loc="upper center", ncol=3, fontsize="small", handlelength=1.2, columnspacing=0.8)
+        text_ax.set_axis_off()
+        text_ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", transform=text_ax.transAxes)
+        fig.suptitle("PSF calibration")
         _save(fig, out_png)
     return fig

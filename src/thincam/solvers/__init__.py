@@ -14,11 +14,16 @@ from thincam.errors import BadInputError
 
 
 def check_params(method: str, fn: Callable, params: Mapping[str, Any], skip: int) -> None:
-    """Reject a variant parameter the solver does not take, naming it (before any work)."""
-    accepted = list(inspect.signature(fn).parameters)[skip:]
+    """Reject a variant parameter the solver does not take, or lacks one it needs, naming them
+    (before any work)."""
+    taken = list(inspect.signature(fn).parameters.values())[skip:]
+    accepted = [p.name for p in taken]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise BadInputError(f"method {method!r} does not take parameter(s) {unknown}; it takes {accepted}")
+    missing = [p.name for p in taken if p.default is inspect.Parameter.empty and p.name not in params]
+    if missing:
+        raise BadInputError(f"method {method!r} needs parameter(s) {missing}")
 
 
 def image_seeds(context: Mapping[str, Any], index) -> list[int]:

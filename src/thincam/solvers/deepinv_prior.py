@@ -17,7 +17,7 @@ import torch
 from deepinv.models import Denoiser
 
 from thincam.models.diffusion import prediction_to_x0
-from thincam.solvers.ddnm import autocast
+from thincam.solvers.sampling import autocast
 
 
 class PriorDenoiser(Denoiser):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from thincam.models.diffusion import prediction_to_x0
-from thincam.solvers.ddnm import Generators, measurement_pm, predict_eps, randn, schedule
+from thincam.solvers.sampling import Generators, diffusion_solver, measurement_pm, predict_eps, randn, schedule
 
 
 def dps(
@@ -73,6 +73,4 @@ def dps(
 
 def make_solver(physics, params, context):
     """The reconstruct stage's entry: DPS with the job's prior."""
-    from thincam.solvers.ddnm import diffusion_solver
-
     return diffusion_solver(dps, "dps", physics, params, context)

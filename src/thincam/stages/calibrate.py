@@ -15,10 +15,11 @@ from thincam.optics.condition import psf_spectrum_spread
 log = logging.getLogger(__name__)
 
 
-def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike) -> None:
+def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike, key: str | None = None) -> None:
     """Calibrate or simulate the PSF of ``camera`` and write it atomically to ``out_path``
-    (results/psf/{camera}.h5, so its stem is the camera's name in config keys)."""
-    key = f"cameras.{Path(out_path).stem}"
+    (results/psf/{camera}.h5, so its stem is the camera's name in config keys, unless ``key``
+    names the camera's entry otherwise)."""
+    key = key or f"cameras.{Path(out_path).stem}"
     datasets, attrs = camera_psf(camera, where=f"camera for {out_path}", key=key)
     attrs["spectrum"] = psf_spectrum_spread(datasets["psf"])
     log.info("%s: |H| spread %s", out_path, json.dumps(attrs["spectrum"]))
@@ -29,3 +30,12 @@ def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike) -> Non
             out_path, attrs["n_saturated"], attrs["source"], key, 100 * attrs["energy_kept"],
         )
     atomic_write_h5(out_path, datasets, attrs, contract="psf")
+
+
+def psf_diagnostic_figure(psf_path: str | os.PathLike, out_png: str | os.PathLike) -> None:
+    """The one-page diagnostic of a calibrated PSF file (PNG and PDF beside it)."""
+    from thincam.data.h5io import read_h5
+    from thincam.report.figures import psf_diagnostic
+
+    arrays, attrs = read_h5(psf_path, names=["psf"], contract="psf")
+    psf_diagnostic(arrays["psf"], attrs, out_png)

@@ -59,7 +59,8 @@ def ddnm_targets(
     import torch
 
     from thincam.logs import progress
-    from thincam.solvers.ddnm import ddnm_plus, initial_noise, step_generators
+    from thincam.solvers.ddnm import ddnm_plus
+    from thincam.solvers.sampling import initial_noise, step_generators
 
     if not 0 <= shard < n_shards:
         raise BadInputError(f"shard {shard} is not in 0..{n_shards - 1}")

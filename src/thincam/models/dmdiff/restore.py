@@ -41,20 +41,3 @@ def restore(model, y, fwhm_grid, alpha: float = 1.0, batch_size: int = 16) -> to
     alpha 1 (the default) is the positive path alone, 0 the neutral path alone.
     """
     return restore_sweep(model, y, fwhm_grid, [alpha], batch_size)[0]
-
-
-def make_solver(physics, params, context):
-    """The reconstruct stage's entry: a trained DMDiff variant with its decoder mix ``alpha``.
-
-    ``model`` names the trained variant; the workflow has already turned it into the models input.
-    """
-    from thincam.models.dmdiff.model import load_dmdiff
-    from thincam.solvers import check_params
-
-    params = {key: value for key, value in params.items() if key != "model"}
-    check_params("dmdiff", restore, params, skip=3)
-    models = context["models"]
-    model = load_dmdiff(models["dmdiff"], context["device"], base_dir=models["dmdiff_base"])
-    model.bf16 = context.get("bf16", False)
-    fwhm_grid = context["psf"]["fwhm"]
-    return lambda y, index: restore(model, y, fwhm_grid, **params)
