@@ -300,3 +300,22 @@ def test_nsdd_on_the_metalens_tiny_run(finished_run):
     assert distilled["operator"]["kind"] == "metalens" and distilled["prior"].endswith("results/prior/natural")
     main = pd.read_csv(workdir / "results/tables/dmdiff_main.csv").set_index("Method")
     assert main.loc["NSDD", "time (s)"] < main.loc["DDNM+", "time (s)"]
+
+
+def test_cli_reconstructs_the_hand_with_the_runs_nsdd_student(finished_run, tmp_path, capsys):
+    """``thincam reconstruct`` with the tiny run's NSDD student on the committed hand capture: the
+    PSF frame calibrated as diffusercam_lowres, the operator the student was distilled with."""
+    from workflow_helpers import REPO
+
+    from thincam.cli import main
+
+    workdir, config = finished_run
+    camera = config["cameras"]["diffusercam_lowres"]
+    out = tmp_path / "out"
+    args = ["reconstruct", str(REPO / config["datasets"]["diffusercam_hand"]["captures"]["path"])]
+    args += ["--psf", camera["path"], "--downsample", str(camera["downsample"]), "--normalise", "anchor"]
+    args += ["--method", "nsdd", "--model", str(workdir / "results/nsdd/diffusercam_sim"), "-o", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    arrays, attrs = read_h5(out / "hand_ds4_nsdd.h5", contract="recon")
+    assert arrays["xhat"].shape == (1, 1, 12, 16) and attrs["method"] == "nsdd"
+    assert np.isfinite(arrays["xhat"]).all() and (out / "hand_ds4_nsdd.png").exists()
