@@ -72,3 +72,20 @@ def test_help_explains_each_command(command, capsys):
         parser().parse_args([command, "--help"])
     text = capsys.readouterr().out
     assert f"usage: thincam {command}" in text and "options:" in text
+
+
+def test_solvers_docstring_example_runs(calibrated, monkeypatch):
+    """The package docstring's example (also in the README), PSF file -> operator -> solver ->
+    image, as written: in a folder holding the PSF file `thincam calibrate` wrote and tests/."""
+    import textwrap
+
+    import thincam.solvers
+
+    doc = thincam.solvers.__doc__
+    code = textwrap.dedent(doc[doc.index("::\n") + 3 :])
+    (calibrated.parent / "tests").symlink_to(Path(__file__).parent)
+    monkeypatch.chdir(calibrated.parent)
+    namespace: dict = {}
+    exec(compile(code, "thincam.solvers example", "exec"), namespace)
+    xhat = namespace["xhat"]
+    assert tuple(xhat.shape) == (1, 1, 15, 20) and 0 <= float(xhat.min()) and float(xhat.max()) <= 1

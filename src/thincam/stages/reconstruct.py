@@ -1,6 +1,6 @@
 """The ``reconstruct`` rule: every variant of a method on a dataset split, with latency and memory.
 
-The method's code is found through the registry (``registry.METHODS[method].module``) and loaded
+The method's code is found through the registry (``solvers.method_solver``) and loaded
 by name, so a Wiener job imports no diffusion code and the workflow hashes only the method's own
 module graph for it.
 """
@@ -8,7 +8,6 @@ module graph for it.
 from __future__ import annotations
 
 import contextlib
-import importlib
 from typing import Any, Mapping
 
 import numpy as np
@@ -18,15 +17,8 @@ from thincam.data.h5io import BLOCK_ROWS, json_attr, n_rows, read_h5, read_rows,
 from thincam.errors import BadInputError
 from thincam.metrics.timing import measure_latency
 from thincam.registry import METHODS
+from thincam.solvers import method_solver
 from thincam.stages.common import load_operator
-
-
-def method_solver(method: str, physics, params: Mapping[str, Any], context: Mapping[str, Any]):
-    """``solve(y, index)`` of a registered method, built by its module's ``make_solver``."""
-    if method not in METHODS:
-        raise BadInputError(f"unknown reconstruction method {method!r}; known: {sorted(METHODS)}")
-    module = importlib.import_module(f"thincam.{METHODS[method].module}")
-    return module.make_solver(physics, dict(params), context)
 
 
 def _psf_arrays(psf_path) -> dict[str, np.ndarray]:
