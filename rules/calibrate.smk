@@ -11,8 +11,7 @@ rule calibrate_psf:
     conda:
         CPU_ENV
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
+        **retry(mem_mb=2000, runtime_min=10),
     params:
         camera=lambda w: config["cameras"][w.camera],
         code=code("calibrate:calibrate_psf"),

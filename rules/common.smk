@@ -38,6 +38,15 @@ TORCH_ENV = "../envs/thincam-gpu.yaml" if config["device"] == "cuda" else CPU_EN
 TORCH_GPUS = 1 if config["device"] == "cuda" else 0
 
 
+def retry(mem_mb, runtime_min):
+    """A job's memory and time, both growing with each attempt: a job killed for either gets more
+    when the profile's ``retries`` runs it again."""
+    return {
+        "mem_mb": lambda wildcards, attempt: mem_mb * attempt,
+        "runtime": lambda wildcards, attempt: runtime_min * attempt,
+    }
+
+
 def code(entry, *modules):
     """Hash of the source a job runs: its stage entry "family:function" and what that imports.
 

@@ -13,8 +13,7 @@ rule pretrain_dmdiff_base:
         CPU_ENV  # the tiny base only: paper scale loads a local SD-Turbo instead
     threads: job_threads("pretrain_dmdiff_base")
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        **retry(mem_mb=4000, runtime_min=60),
     params:
         pretrain=lambda w: dmdiff_spec(w)["base"]["pretrain"],
         seed=config["seed"],
@@ -40,8 +39,7 @@ rule train_dmdiff:
         TORCH_ENV
     threads: job_threads("train_dmdiff")
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        **retry(mem_mb=4000, runtime_min=60),
         gpu=TORCH_GPUS,
     params:
         train=dmdiff_train_cfg,
@@ -71,8 +69,7 @@ rule pseudo_pairs:
     conda:
         TORCH_ENV
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 30 * attempt,
+        **retry(mem_mb=4000, runtime_min=30),
         gpu=TORCH_GPUS,
     params:
         unpaired=lambda w: dmdiff_spec(w)["unpaired"],
@@ -97,8 +94,7 @@ rule train_unet:
         TORCH_ENV
     threads: job_threads("train_unet")
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 30 * attempt,
+        **retry(mem_mb=2000, runtime_min=30),
         gpu=TORCH_GPUS,
     params:
         restorer=lambda w: dmdiff_spec(w)["restorer"],

@@ -17,8 +17,7 @@ rule evaluate:
         TORCH_ENV
     threads: job_threads("evaluate")
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 20 * attempt,
+        **retry(mem_mb=4000, runtime_min=20),
         gpu=TORCH_GPUS,
     params:
         recons=lambda w: split_recons(w.dataset, w.split),

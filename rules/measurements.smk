@@ -14,8 +14,7 @@ rule simulate_measurements:
     conda:
         TORCH_ENV
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 20 * attempt,
+        **retry(mem_mb=4000, runtime_min=20),
     params:
         dataset=measurement_params,
         seed=config["seed"],
@@ -40,8 +39,7 @@ rule ingest_captures:
     conda:
         CPU_ENV
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 20 * attempt,
+        **retry(mem_mb=4000, runtime_min=20),
     params:
         dataset=measurement_params,
         seed=config["seed"],

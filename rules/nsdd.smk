@@ -16,8 +16,7 @@ rule ddnm_targets:
     conda:
         TORCH_ENV
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        **retry(mem_mb=4000, runtime_min=60),
         gpu=TORCH_GPUS,
     params:
         operator=lambda w: nsdd_cfg(w).get("operator", {}),
@@ -56,8 +55,7 @@ rule distill_nsdd:
         TORCH_ENV
     threads: job_threads("distill_nsdd")
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 120 * attempt,
+        **retry(mem_mb=4000, runtime_min=120),
         gpu=TORCH_GPUS,
     params:
         operator=lambda w: nsdd_cfg(w).get("operator", {}),

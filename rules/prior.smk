@@ -15,8 +15,7 @@ rule train_prior:
         TORCH_ENV
     threads: job_threads("train_prior")
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        **retry(mem_mb=4000, runtime_min=60),
         gpu=TORCH_GPUS,
     params:
         train=lambda w: config["priors"][w.prior]["train"],
@@ -40,8 +39,7 @@ rule register_adm_prior:
     conda:
         CPU_ENV
     resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
+        **retry(mem_mb=8000, runtime_min=10),
     params:
         architecture=lambda w: config["priors"][w.prior]["architecture"],
         code=code("prior:register_adm_prior"),

@@ -18,8 +18,7 @@ rule reconstruct:
     conda:
         TORCH_ENV
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
-        runtime=lambda wc, attempt: 30 * attempt,
+        **retry(mem_mb=4000, runtime_min=30),
         gpu=TORCH_GPUS,
     params:
         variants=method_variants,
