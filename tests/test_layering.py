@@ -16,6 +16,7 @@ import pytest
 from workflow_helpers import REPO
 
 from thincam.codehash import direct_imports, module_file
+from thincam.registry import METHODS
 
 SRC = REPO / "src"
 LEVELS = {
@@ -116,8 +117,6 @@ def test_front_door_rules(lower, upper):
 
 def test_registry_points_into_solvers_only():
     """Every method's module is under solvers/: the registry has one front door."""
-    from thincam.registry import METHODS
-
     assert {name: m.module for name, m in METHODS.items() if not m.module.startswith("solvers.")} == {}
 
 
@@ -161,7 +160,50 @@ def test_schema_methods_are_the_registry():
     """The config schema types each method's parameters; its method list is the registry's."""
     import yaml
 
-    from thincam.registry import METHODS
-
     schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())
     assert set(schema["definitions"]["methods"]["properties"]) == set(METHODS)
+
+
+PROBE = "__no_such_parameter__"
+# Variant keys the workflow turns into inputs before the solver sees the variant.
+WORKFLOW_KEYS = {"dmdiff": {"model"}}
+
+
+def solver_check(method: str, params: dict) -> str:
+    """What the method's make_solver says of ``params`` before loading anything ("" if it takes them)."""
+    from thincam.errors import BadInputError
+    from thincam.solvers import method_solver
+
+    try:
+        method_solver(method, None, params, {})
+    except BadInputError as err:
+        return str(err)
+    except (KeyError, AttributeError, TypeError):  # past the parameter check, into loading the models
+        return ""
+    return ""
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_schema_parameters_are_the_solvers(method):
+    """Each method's schema entry offers only parameters its solver takes, and requires those it needs."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())["definitions"]
+    variant = schema["methods"]["properties"][method]["additionalProperties"]
+    if "$ref" in variant:
+        variant = schema[variant["$ref"].rsplit("/", 1)[-1]]
+    refusal = solver_check(method, {PROBE: 0})
+    accepted = set(ast.literal_eval(refusal[refusal.index("it takes ") + len("it takes ") :]))
+    needed = solver_check(method, {})
+    required = set(ast.literal_eval(needed[needed.index("[") :])) if needed else set()
+    assert set(variant.get("properties", {})) - WORKFLOW_KEYS.get(method, set()) <= accepted
+    assert required <= set(variant.get("required", []))
+
+
+def test_registry_tables_are_paper_tables():
+    """A method's ``tables`` name paper tables the report stage writes."""
+    from thincam.registry import PAPER_TABLE_ROWS
+    from thincam.stages.report import PAPER_TABLES
+
+    assert set(PAPER_TABLE_ROWS) <= set(PAPER_TABLES)
+    assert {table for method in METHODS.values() for table in method.tables} == set(PAPER_TABLE_ROWS)

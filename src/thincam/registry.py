@@ -1,7 +1,9 @@
 """The one list of splits, reconstruction methods and metrics.
 
 Rules, tables, figures, config checks and tests import these names instead of spelling them
-again; adding a method is one entry here plus its ``make_solver`` in the module named.
+again; adding a method is one entry here (the paper tables it appears in included) plus its
+``make_solver`` in the ``solvers`` module named. The config schema's method list is checked
+against this one (tests/test_layering.py).
 """
 
 from __future__ import annotations
@@ -33,24 +35,52 @@ class Method:
     # DDRM diffuses in the operator's spectral space: only an operator with a closed-form SVD
     # (the circular lensless convolution) will do.
     needs_svd: bool = False
+    # The paper tables with a row for the method (PAPER_TABLE_ROWS), and its row label in the
+    # NSDD distillation ablation (teacher beside students) if it is in that one.
+    tables: tuple[str, ...] = ()
+    ablation_label: str | None = None
+    # In the qualitative grid (NSDD Fig. 5) too; DeepInverse's samplers are left out of it, as ten
+    # columns would leave panels too narrow for 8 pt titles and scores on a 7 in page.
+    qualitative: bool = True
 
 
 METHODS: dict[str, Method] = {
-    "wiener": Method("Wiener", "solvers.wiener"),
-    "admm": Method("ADMM", "solvers.admm"),
-    "dps": Method("DPS", "solvers.dps", needs="prior", gradient=True),
-    "ddnm": Method("DDNM+", "solvers.ddnm", needs="prior"),
+    "wiener": Method("Wiener", "solvers.wiener", tables=("nsdd_main", "dmdiff_main")),
+    "admm": Method("ADMM", "solvers.admm", tables=("nsdd_main",)),
+    "dps": Method("DPS", "solvers.dps", needs="prior", gradient=True, tables=("nsdd_main",)),
+    "ddnm": Method(
+        "DDNM+", "solvers.ddnm", needs="prior", tables=("nsdd_main", "dmdiff_main"), ablation_label="DDNM+ (teacher)"
+    ),
     # DeepInverse's samplers on the same prior (solvers.deepinv_prior wraps it as their denoiser)
-    "deepinv_dps": Method("DPS (deepinv)", "solvers.deepinv_dps", needs="prior", gradient=True),
-    "diffpir": Method("DiffPIR (deepinv)", "solvers.diffpir", needs="prior"),
-    "ddrm": Method("DDRM (deepinv)", "solvers.ddrm", needs="prior", needs_svd=True),
-    "nsdd": Method("NSDD", "solvers.nsdd", needs="student"),
-    "nsdd_full": Method("NSDD (full image)", "solvers.nsdd", needs="student"),
+    "deepinv_dps": Method(
+        "DPS (deepinv)", "solvers.deepinv_dps", needs="prior", gradient=True, tables=("nsdd_main",), qualitative=False
+    ),
+    "diffpir": Method("DiffPIR (deepinv)", "solvers.diffpir", needs="prior", tables=("nsdd_main",), qualitative=False),
+    "ddrm": Method(
+        "DDRM (deepinv)", "solvers.ddrm", needs="prior", needs_svd=True, tables=("nsdd_main",), qualitative=False
+    ),
+    "nsdd": Method(
+        "NSDD", "solvers.nsdd", needs="student", tables=("nsdd_main", "dmdiff_main"), ablation_label="NSDD (null space)"
+    ),
+    "nsdd_full": Method("NSDD (full image)", "solvers.nsdd", needs="student", ablation_label="NSDD (full image)"),
     "dmdiff": Method("DMDiff", "solvers.dmdiff", needs="dmdiff", every_variant_reported=True),
-    "unet": Method("UNet (supervised)", "solvers.unet", needs="restorer"),
+    "unet": Method("UNet (supervised)", "solvers.unet", needs="restorer", tables=("dmdiff_main",)),
 }
 # The NSDD students: the paper's null-space student and its full-image ablation.
 STUDENTS = {"nsdd": "null", "nsdd_full": "full"}
+# A paper table's method rows, in order: registry order, except that the DMDiff table puts the
+# baselines without a diffusion prior (Wiener, the supervised UNet) above the NSDD paper's teacher
+# and student, so one table compares both papers on one camera.
+PAPER_TABLE_ROWS = {
+    "nsdd_main": tuple(name for name, m in METHODS.items() if "nsdd_main" in m.tables),
+    "dmdiff_main": tuple(
+        sorted(
+            (name for name, m in METHODS.items() if "dmdiff_main" in m.tables),
+            key=lambda name: METHODS[name].needs in ("prior", "student"),
+        )
+    ),
+}
+NSDD_ABLATION_ROWS = {m.ablation_label: name for name, m in METHODS.items() if m.ablation_label}
 
 
 @dataclass(frozen=True)

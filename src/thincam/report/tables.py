@@ -22,6 +22,8 @@ from thincam.registry import (
     CHOICE_SPLIT,
     METHODS,
     METRICS,
+    NSDD_ABLATION_ROWS,
+    PAPER_TABLE_ROWS,
     PERCEPTUAL_PREFERENCE,
     REPORT_SPLIT,
     WEIGHT_FREE,
@@ -64,15 +66,8 @@ PER_IMAGE_REQUIRED = [
 
 METHOD_LABELS = {name: method.label for name, method in METHODS.items()}
 WEIGHT_FREE_EXTRAS = WEIGHT_FREE
-NSDD_TABLE_METHODS = ("wiener", "admm", "dps", "ddnm", "deepinv_dps", "diffpir", "ddrm", "nsdd")
-# In the NSDD table and the quality-vs-time figure but not in the qualitative grid (Fig. 5),
-# whose ten columns would leave panels too narrow for 8 pt titles and scores on a 7 in page.
-QUALITATIVE_OMITS = ("deepinv_dps", "diffpir", "ddrm")
-# The distillation ablation, next to its teacher: row label -> method.
-NSDD_ABLATION = {"DDNM+ (teacher)": "ddnm", "NSDD (null space)": "nsdd", "NSDD (full image)": "nsdd_full"}
-# The rows above DMDiff's in its main table, in order: the classic and the supervised baseline,
-# then the NSDD paper's teacher and student, so one table compares both papers on one camera.
-DMDIFF_BASELINES = ("wiener", "unet", "ddnm", "nsdd")
+# The methods the qualitative grid leaves out (registry.Method.qualitative).
+QUALITATIVE_OMITS = tuple(name for name, method in METHODS.items() if not method.qualitative)
 # Ablation row label -> dmdiff variant name in the config.
 ABLATION_VARIANTS = {
     "no SVDA": "no_svda",
@@ -276,7 +271,7 @@ def nsdd_main_table(
     metrics_df: pd.DataFrame,
     dataset: str,
     variants: Mapping[str, str] | None = None,
-    methods: Sequence[str] = NSDD_TABLE_METHODS,
+    methods: Sequence[str] = PAPER_TABLE_ROWS["nsdd_main"],
 ) -> pd.DataFrame:
     """Method | Variant | PSNR | SSIM | <perceptual> | consistency | time (s) | memory (MB).
 
@@ -311,7 +306,7 @@ def nsdd_main_table(
 def nsdd_ablation_table(metrics_df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """The teacher beside the null-space and the full-image student (trained on the same targets)."""
     rows = dataset_rows(metrics_df, dataset)
-    present = {label: m for label, m in NSDD_ABLATION.items() if (rows["method_key"] == m).any()}
+    present = {label: m for label, m in NSDD_ABLATION_ROWS.items() if (rows["method_key"] == m).any()}
     if not {"nsdd", "nsdd_full"} <= set(present.values()):
         raise BadInputError(f"{dataset}: the NSDD ablation needs nsdd and nsdd_full results")
     table = nsdd_main_table(metrics_df, dataset, methods=tuple(present.values()))
@@ -339,7 +334,7 @@ def dmdiff_main_table(
     if dmdiff.empty:
         raise BadInputError(f"{dataset}: no dmdiff results in the metrics table")
     selected = []
-    for method in DMDIFF_BASELINES:
+    for method in PAPER_TABLE_ROWS["dmdiff_main"]:
         candidates = rows[rows["method_key"] == method]
         if candidates.empty:
             continue
