@@ -41,7 +41,9 @@ def test_calibrate_writes_the_psf_and_its_diagnostic(calibrated, capsys):
 def test_reconstruct_admm_writes_images_and_hdf5(calibrated, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["reconstruct", str(HAND), "--psf", str(calibrated), *LOWRES, "--method", "admm", *ADMM]
-    assert main([*args, "--param", "n_iter=20", "--image-size", "12", "16", "--normalise", "anchor", "-o", str(out)]) == 0
+    assert (
+        main([*args, "--param", "n_iter=20", "--image-size", "12", "16", "--normalise", "anchor", "-o", str(out)]) == 0
+    )
     arrays, attrs = read_h5(out / "hand_ds4_admm.h5", contract="recon")
     assert arrays["xhat"].shape == (1, 1, 12, 16) and attrs["method"] == "admm"
     assert tifffile.imread(out / "hand_ds4_admm.tif").dtype == np.uint16
@@ -53,11 +55,20 @@ def test_reconstruct_admm_writes_images_and_hdf5(calibrated, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["calibrate", str(PSF_FRAME), "--downsample", "20", "--size", "30", "40"], "--size [30, 40] and --downsample 20"),
+        (
+            ["calibrate", str(PSF_FRAME), "--downsample", "20", "--size", "30", "40"],
+            "--size [30, 40] and --downsample 20",
+        ),
         (["calibrate", str(DATA / "absent.tif")], "absent.tif: file does not exist"),
-        (["reconstruct", str(HAND), "--psf", str(PSF_FRAME), *LOWRES, "--method", "admm"], "needs parameter(s) ['mu1', 'mu2', 'mu3', 'tau', 'n_iter']"),
+        (
+            ["reconstruct", str(HAND), "--psf", str(PSF_FRAME), *LOWRES, "--method", "admm"],
+            "needs parameter(s) ['mu1', 'mu2', 'mu3', 'tau', 'n_iter']",
+        ),
         (["reconstruct", str(HAND), "--psf", str(PSF_FRAME), "--method", "nsdd"], "--method nsdd needs --model"),
-        (["reconstruct", str(DATA / "none"), "--psf", str(PSF_FRAME), "--method", "wiener"], "none: capture file or folder does not exist"),
+        (
+            ["reconstruct", str(DATA / "none"), "--psf", str(PSF_FRAME), "--method", "wiener"],
+            "none: capture file or folder does not exist",
+        ),
         (["info", str(HAND)], "hand_ds4.tif: not a readable HDF5 file"),
     ],
 )

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from thincam.data.layouts import LAYOUTS
 from thincam.errors import BadInputError, ThincamError
 from thincam.registry import METHODS
 
@@ -37,15 +38,40 @@ def _as_options(message: str) -> str:
 
 def _psf_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("PSF frame calibration (as a capture camera in config.yaml)")
-    group.add_argument("--downsample", type=int, default=1, help="area-downsampling factor (default 1)")
-    group.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="sensor size after downsampling (default: the whole frame)")
+    group.add_argument(
+        "--downsample",
+        type=int,
+        default=1,
+        help="area-downsampling factor of the frame (and, in reconstruct, of the captures; default 1)",
+    )
+    group.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="sensor size after downsampling (default: the whole frame)",
+    )
     group.add_argument("--bit-depth", type=int, help="sensor bit depth (default: from the file's integer type)")
-    group.add_argument("--background", choices=("corner", "dark", "none"), default="corner", help="background to subtract (default corner)")
+    group.add_argument(
+        "--background",
+        choices=("corner", "dark", "none"),
+        default="corner",
+        help="background to subtract (default corner)",
+    )
     group.add_argument("--dark", help="dark frame, for --background dark")
     group.add_argument("--channels", type=int, choices=(1, 3), help="PSF channels (default: the frame's)")
-    group.add_argument("--hot-pixel-sigma", type=float, default=6.0, help="hot-pixel threshold in robust sigmas (default 6)")
-    group.add_argument("--center", action="store_true", help="crop around the PSF's centroid (default: the frame's centre)")
-    group.add_argument("--max-saturated", type=float, default=None, help="largest share of values at full scale accepted (default 1e-3)")
+    group.add_argument(
+        "--hot-pixel-sigma", type=float, default=6.0, help="hot-pixel threshold in robust sigmas (default 6)"
+    )
+    group.add_argument(
+        "--center", action="store_true", help="crop around the PSF's centroid (default: the frame's centre)"
+    )
+    group.add_argument(
+        "--max-saturated",
+        type=float,
+        default=None,
+        help="largest share of values at full scale accepted (default 1e-3)",
+    )
     group.add_argument("--pixel-pitch-um", type=float, default=1.0, help="recorded in the PSF file (default 1)")
 
 
@@ -127,15 +153,32 @@ def _trained_model(method: str, model: str | None) -> tuple[dict[str, str], dict
     path = Path(model)
     if not path.exists():
         raise BadInputError(f"--model {model}: does not exist")
-    if needs == "prior":
-        return {"prior": str(path)}, {}
     if needs == "student":
         from thincam.models.nsdd import MARKER, load_student
 
         identity = load_student(path).config.operator_identity or {}
         operator = {key: identity[key] for key in ("kind", "boundary", "pinv", "scene_shape") if key in identity}
         return {"student": str(path / MARKER)}, operator
-    raise BadInputError(f"--method {method}: reads a {needs} model, which this command does not load yet; use the workflow")
+    if needs == "dmdiff":
+        return _dmdiff_models(path), {}
+    return {needs: str(path)}, {}  # a prior or the UNet restorer: the folder itself
+
+
+def _dmdiff_models(path: Path) -> dict[str, str]:
+    """A DMDiff model folder (results/dmdiff/<dataset>/<model>[/model]) and the base it was
+    trained on, whose recorded path is relative to the run's folder (the one holding results/)."""
+    from thincam.models.dmdiff.model import CONFIG_FILE
+
+    model = path / "model" if (path / "model" / CONFIG_FILE).is_file() else path
+    if not (model / CONFIG_FILE).is_file():
+        raise BadInputError(f"--model {path}: not a trained DMDiff model (no {CONFIG_FILE})")
+    base = Path(json.loads((model / CONFIG_FILE).read_text())["base_dir"])
+    if not base.is_absolute():
+        runs = [folder.parent for folder in model.resolve().parents if folder.name == "results"]
+        base = (runs[0] if runs else Path.cwd()) / base
+    if not base.is_dir():
+        raise BadInputError(f"--model {path}: the DMDiff base it was trained on, {base}, is missing")
+    return {"dmdiff": str(model), "dmdiff_base": str(base)}
 
 
 def _capture_files(paths: list[str]) -> list[Path]:
@@ -187,15 +230,19 @@ def reconstruct_command(args: argparse.Namespace) -> None:
     if psf_path.suffix.lower() not in (".h5", ".hdf5"):  # a PSF frame: calibrate it as `calibrate` does
         frame, psf_path = psf_path, out / "psf.h5"
         _calibrate(args, frame, psf_path)
-    psf_shape = read_h5(psf_path, names=["psf"], contract="psf")[0]["psf"].shape[-2:]
-    operator = {
-        "kind": "lensless",
-        "boundary": args.boundary,
-        "pinv": {"kind": "tikhonov", "lam": args.lam, "iters": args.cg_iters},
-        **trained_operator,
-    }
-    image_size = args.image_size or operator.pop("scene_shape", None) or list(psf_shape)
-    operator.pop("scene_shape", None)
+    psf_arrays, psf_attrs = read_h5(psf_path, names=["psf"], contract="psf")
+    psf_shape = psf_arrays["psf"].shape[-2:]
+    kind = "metalens" if psf_attrs["kind"] == "metalens" else "lensless"
+    operator = {"kind": kind, "pinv": {"kind": "tikhonov", "lam": args.lam, "iters": args.cg_iters}}
+    if kind == "lensless":
+        operator["boundary"] = args.boundary
+    operator.update(trained_operator)
+    scene_shape = operator.pop("scene_shape", None)
+    if kind == "metalens" and not (args.image_size or scene_shape):
+        raise BadInputError(
+            f"--image-size: {psf_path} is a metalens PSF file, whose patch is not the image; give the captures' size"
+        )
+    image_size = args.image_size or scene_shape or list(psf_shape)
     for capture in captures:
         name = capture.stem
         dataset = {
@@ -293,22 +340,54 @@ def parser() -> argparse.ArgumentParser:
         help="captures + PSF + method (or trained model) -> images (PNG, 16-bit TIFF) and HDF5",
         description="Reconstruct captures as the workflow's ingest_captures and reconstruct rules do. "
         f"Methods: {', '.join(METHODS)}. Methods with a trained model (prior: dps, ddnm, deepinv_dps, "
-        "diffpir, ddrm; student: nsdd, nsdd_full) take its folder from a workflow run with --model "
-        "(e.g. results/priors/<prior> or results/nsdd/<dataset>); a student brings the operator it "
-        "was distilled with.",
+        "diffpir, ddrm; student: nsdd, nsdd_full; dmdiff; unet) take its folder from a workflow run "
+        "with --model (e.g. results/prior/<prior>, results/nsdd/<dataset>, results/dmdiff/<dataset>/<model>, "
+        "results/unet/<dataset>/model); a student brings the operator it was distilled with. "
+        "The operator is a metalens one for a metalens PSF file, else lensless.",
     )
     recon.add_argument("captures", nargs="+", metavar="CAPTURE", help="capture files, or folders of them")
-    recon.add_argument("--psf", required=True, help="a calibrated PSF file (.h5) or a PSF frame (calibrated with the options below)")
-    recon.add_argument("--method", required=True, choices=list(METHODS), metavar="METHOD", help=f"one of {', '.join(METHODS)}")
-    recon.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method parameter (repeat); e.g. --param n_iter=300")
-    recon.add_argument("--model", help="the trained model folder the method reads (a prior or NSDD student from a run)")
+    recon.add_argument(
+        "--psf", required=True, help="a calibrated PSF file (.h5) or a PSF frame (calibrated with the options below)"
+    )
+    recon.add_argument(
+        "--method", required=True, choices=list(METHODS), metavar="METHOD", help=f"one of {', '.join(METHODS)}"
+    )
+    recon.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method parameter (repeat); e.g. --param n_iter=300",
+    )
+    recon.add_argument(
+        "--model",
+        help="the trained model folder the method reads (a prior, NSDD student, DMDiff model or UNet from a run)",
+    )
     recon.add_argument("-o", "--out", default="thincam_out", help="output folder (default thincam_out)")
     capture = recon.add_argument_group("captures and operator")
     capture.add_argument("--capture-downsample", type=int, help="the captures' downsampling (default: --downsample)")
-    capture.add_argument("--normalise", choices=("peak", "anchor"), default="peak", help="capture scale: peak at 1, or the 99.5th percentile of A+y at 1 (default peak)")
-    capture.add_argument("--format", default="diffusercam", help="the release layout the captures are read as (default diffusercam)")
-    capture.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="scene size (default: a student's, else the sensor's)")
-    capture.add_argument("--boundary", choices=("linear", "circular"), default="linear", help="convolution boundary (default linear)")
+    capture.add_argument(
+        "--normalise",
+        choices=("peak", "anchor"),
+        default="peak",
+        help="capture scale: peak at 1, or the 99.5th percentile of A+y at 1 (default peak)",
+    )
+    capture.add_argument(
+        "--format",
+        default="diffusercam",
+        choices=sorted(LAYOUTS),
+        help="the release whose loader reads the captures (channel order, orientation; default diffusercam)",
+    )
+    capture.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="scene size (default: a student's, else the sensor's)",
+    )
+    capture.add_argument(
+        "--boundary", choices=("linear", "circular"), default="linear", help="convolution boundary (default linear)"
+    )
     capture.add_argument("--lam", type=float, default=1e-4, help="Tikhonov A+ regulariser (default 1e-4)")
     capture.add_argument("--cg-iters", type=int, default=30, help="CG iterations of A+ (default 30)")
     capture.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -514,8 +514,9 @@ def psf_diagnostic(psf: np.ndarray, attrs: Mapping[str, object], out_png: str | 
     fwhm = psf_fwhm(plane)
     lines = [
         f"source: {Path(str(attrs.get('source', '?'))).name}",
-        f"PSF: {psf.shape[0]} channel(s), {psf.shape[1]}×{psf.shape[2]} px, downsampled {attrs.get('downsample', 1)}×",
-        f"energy kept by the crop: {100 * attrs['energy_kept']:.1f}%" if "energy_kept" in attrs else "energy kept: (simulated)",
+        f"PSF: {psf.shape[0]} channel(s), {psf.shape[1]}×{psf.shape[2]} px, "
+        f"downsampled {attrs.get('downsample', 1)}×",
+        f"energy kept by the crop: {100 * attrs['energy_kept']:.1f}%" if "energy_kept" in attrs else "simulated PSF",
         f"saturated pixel values: {attrs.get('n_saturated', 'n/a')}",
         f"hot pixels replaced: {attrs.get('n_hot_pixels', 'n/a')}",
         f"background subtracted: {_background_text(attrs.get('background', 'none'))}",
@@ -524,7 +525,8 @@ def psf_diagnostic(psf: np.ndarray, attrs: Mapping[str, object], out_png: str | 
     with rc_context(STYLE):
         fig = Figure(figsize=(PAGE_WIDTH_IN, 0.55 * PAGE_WIDTH_IN), layout="constrained")
         grid = fig.add_gridspec(2, 2, height_ratios=[3, 1.3], width_ratios=[1.2, 1])
-        image_ax, profile_ax, text_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])
+        image_ax, profile_ax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+        text_ax = fig.add_subplot(grid[1, :])
         image_ax.imshow(np.sqrt(plane / plane.max()), cmap="magma", interpolation="nearest")
         image_ax.plot(peak_col, peak_row, "+", color="cyan", markersize=8)
         image_ax.set_title("PSF (gamma 0.5), + brightest pixel")
