@@ -68,7 +68,7 @@ def test_unet_method_restores_with_the_trained_model(tmp_path):
     from thincam.registry import METHODS
     from thincam.solvers.unet import make_solver
 
-    assert METHODS["unet"].module == "models.restorer" and METHODS["unet"].needs == "restorer"
+    assert METHODS["unet"].module == "solvers.unet" and METHODS["unet"].needs == "restorer"
     y, x = _pairs()
     train_restorer((y, x), tmp_path / "m", {**CFG, "steps": 2}, LOSS, seed=0)
     context = {"models": {"restorer": str(tmp_path / "m")}, "device": "cpu"}
