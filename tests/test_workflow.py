@@ -319,3 +319,23 @@ def test_cli_reconstructs_the_hand_with_the_runs_nsdd_student(finished_run, tmp_
     arrays, attrs = read_h5(out / "hand_ds4_nsdd.h5", contract="recon")
     assert arrays["xhat"].shape == (1, 1, 12, 16) and attrs["method"] == "nsdd"
     assert np.isfinite(arrays["xhat"]).all() and (out / "hand_ds4_nsdd.png").exists()
+
+
+def test_cli_restores_a_metalens_capture_with_the_runs_dmdiff(finished_run, tmp_path, capsys):
+    """``thincam reconstruct`` with a DMDiff model of the tiny run (its base found in the run's
+    folder) on a simulated metalens capture saved as a 16-bit TIFF: the metalens operator comes
+    from the PSF file."""
+    import tifffile
+
+    from thincam.cli import main
+
+    workdir, _ = finished_run
+    y = read_h5(workdir / "results/data/natural_metalens/test.h5", names=["y"])[0]["y"][0]
+    capture = tmp_path / "capture.tif"
+    tifffile.imwrite(capture, np.round(y.clip(0, 1).transpose(1, 2, 0) * 65535).astype(np.uint16))
+    args = ["reconstruct", str(capture), "--psf", str(workdir / "results/psf/metalens.h5"), "--image-size", "32", "32"]
+    args += ["--method", "dmdiff", "--model", str(workdir / "results/dmdiff/natural_metalens/full"), "-o", str(tmp_path)]
+    assert main(args) == 0, capsys.readouterr().err
+    arrays, attrs = read_h5(tmp_path / "capture_dmdiff.h5", contract="recon")
+    assert arrays["xhat"].shape == (1, 3, 32, 32) and attrs["method"] == "dmdiff"
+    assert tifffile.imread(tmp_path / "capture_dmdiff.tif").shape == (32, 32, 3)
