@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +217,40 @@ def _write_images(xhat: np.ndarray, stem: Path) -> list[Path]:
     return [png, tif]
 
 
+def _operator(args: argparse.Namespace, psf_attrs: dict, psf_shape, trained: dict[str, Any]) -> tuple[dict, list[int]]:
+    """(the operator config, the scene size): a metalens one for a metalens PSF file, else lensless;
+    a student's own operator and scene size win over the options."""
+    kind = "metalens" if psf_attrs["kind"] == "metalens" else "lensless"
+    operator = {"kind": kind, "pinv": {"kind": "tikhonov", "lam": args.lam, "iters": args.cg_iters}}
+    if kind == "lensless":
+        operator["boundary"] = args.boundary
+    operator.update(trained)
+    scene_shape = operator.pop("scene_shape", None)
+    if kind == "metalens" and not (args.image_size or scene_shape):
+        raise BadInputError(f"--image-size: {args.psf} is a metalens PSF file, whose patch is not the image size")
+    return operator, list(args.image_size or scene_shape or psf_shape)
+
+
+def _captures_config(args: argparse.Namespace, capture: Path, operator: dict, image_size: list[int]) -> dict:
+    """One capture as a dataset of config.yaml with only a test split (named "cli" in errors)."""
+    background = args.capture_background or ("none" if operator["kind"] == "metalens" else "corner")
+    return {
+        "camera": "cli",
+        "image_size": image_size,
+        "operator": operator,
+        "captures": {
+            "format": args.format,
+            "path": str(capture),
+            "bit_depth": args.bit_depth,
+            "background": background,
+            "downsample": args.capture_downsample or args.downsample,
+            "normalise": args.normalise,
+        },
+        "splits": {"train": 0, "val": 0, "test": 1},
+    }
+
+
 def reconstruct_command(args: argparse.Namespace) -> None:
-    from thincam.data.atomic import atomic_directory
     from thincam.data.h5io import read_h5
     from thincam.stages.measurements import ingest_captures
     from thincam.stages.reconstruct import reconstruct
@@ -231,56 +264,25 @@ def reconstruct_command(args: argparse.Namespace) -> None:
         frame, psf_path = psf_path, out / "psf.h5"
         _calibrate(args, frame, psf_path)
     psf_arrays, psf_attrs = read_h5(psf_path, names=["psf"], contract="psf")
-    psf_shape = psf_arrays["psf"].shape[-2:]
-    kind = "metalens" if psf_attrs["kind"] == "metalens" else "lensless"
-    operator = {"kind": kind, "pinv": {"kind": "tikhonov", "lam": args.lam, "iters": args.cg_iters}}
-    if kind == "lensless":
-        operator["boundary"] = args.boundary
-    operator.update(trained_operator)
-    scene_shape = operator.pop("scene_shape", None)
-    if kind == "metalens" and not (args.image_size or scene_shape):
-        raise BadInputError(
-            f"--image-size: {psf_path} is a metalens PSF file, whose patch is not the image; give the captures' size"
-        )
-    image_size = args.image_size or scene_shape or list(psf_shape)
+    operator, image_size = _operator(args, psf_attrs, psf_arrays["psf"].shape[-2:], trained_operator)
+    out.mkdir(parents=True, exist_ok=True)
     for capture in captures:
         name = capture.stem
-        dataset = {
-            "camera": "cli",
-            "image_size": list(image_size),
-            "operator": operator,
-            "captures": {
-                "format": args.format,
-                "path": str(capture),
-                "bit_depth": args.bit_depth,
-                "background": "none" if args.background == "none" else "corner",
-                "downsample": args.capture_downsample or args.downsample,
-                "normalise": args.normalise,
-            },
-            "splits": {"train": 0, "val": 0, "test": 1},
-        }
-        with atomic_directory(out / f".{name}.work") as work:
-            paths = {split: str(work / f"{split}.h5") for split in ("train", "val", "test")}
-            ingest_captures(str(psf_path), dataset, "cli", paths, seed=args.seed)
+        result = out / f"{name}_{method}.h5"
+        with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as folder:  # its dataset and recon files
+            data = {split: f"{folder}/{split}.h5" for split in ("train", "val", "test")}
+            ingest_captures(
+                str(psf_path), _captures_config(args, capture, operator, image_size), "cli", data, args.seed
+            )
             reconstruct(
-                paths["test"], str(psf_path), str(work / "recon"),
+                data["test"], str(psf_path), f"{folder}/recon",
                 dataset="cli", method=method, variants={name: params}, timing=TIMING,
                 seed=args.seed, device=args.device, batch_size=1, models={name: models},
             )  # fmt: skip
-            result = out / f"{name}_{method}.h5"
-            os.replace(work / "recon" / f"{name}.h5", result)
+            os.replace(f"{folder}/recon/{name}.h5", result)
         xhat = read_h5(result, names=["xhat"], contract="recon")[0]["xhat"][0]
-        written = _write_images(xhat, result.with_suffix(""))
-        print(f"{capture} -> {result}, {written[0]}, {written[1]} ({method}, {xhat.shape[1]}x{xhat.shape[2]} px)")
-    _remove_work_folders(out)
-
-
-def _remove_work_folders(out: Path) -> None:
-    """The per-capture work folders (dataset files, recon folder) once their results are out."""
-    import shutil
-
-    for work in out.glob(".*.work"):
-        shutil.rmtree(work)
+        png, tif = _write_images(xhat, result.with_suffix(""))
+        print(f"{capture} -> {result}, {png}, {tif} ({method}, {xhat.shape[1]}x{xhat.shape[2]} px)")
 
 
 def _print_description(path: Path) -> None:
@@ -366,6 +368,11 @@ def parser() -> argparse.ArgumentParser:
     recon.add_argument("-o", "--out", default="thincam_out", help="output folder (default thincam_out)")
     capture = recon.add_argument_group("captures and operator")
     capture.add_argument("--capture-downsample", type=int, help="the captures' downsampling (default: --downsample)")
+    capture.add_argument(
+        "--capture-background",
+        choices=("corner", "none"),
+        help="the captures' background to subtract (default: none for a metalens PSF file, else corner)",
+    )
     capture.add_argument(
         "--normalise",
         choices=("peak", "anchor"),

@@ -29,7 +29,6 @@ Seeded noise, the DDIM schedule and the UNet call are the samplers' shared ones 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 
 import torch
 
