@@ -37,6 +37,10 @@ def _as_options(message: str) -> str:
     return re.sub(pattern, lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
+def _size_option(group, flag: str, help: str) -> None:
+    group.add_argument(flag, type=int, nargs=2, metavar=("H", "W"), help=help)
+
+
 def _psf_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("PSF frame calibration (as a capture camera in config.yaml)")
     group.add_argument(
@@ -45,13 +49,7 @@ def _psf_options(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="area-downsampling factor of the frame (and, in reconstruct, of the captures; default 1)",
     )
-    group.add_argument(
-        "--size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="sensor size after downsampling (default: the whole frame)",
-    )
+    _size_option(group, "--size", "sensor size after downsampling (default: the whole frame)")
     group.add_argument("--bit-depth", type=int, help="sensor bit depth (default: from the file's integer type)")
     group.add_argument(
         "--background",
@@ -318,6 +316,15 @@ def info_command(args: argparse.Namespace) -> None:
             raise BadInputError(f"{path}: does not exist")
 
 
+def _methods_by_model() -> str:
+    """ "prior: dps, ddnm, ...; student: nsdd, nsdd_full; ...": the registry's methods by the model they read."""
+    readers: dict[str, list[str]] = {}
+    for name, method in METHODS.items():
+        if method.needs:
+            readers.setdefault(method.needs, []).append(name)
+    return "; ".join(f"{needs}: {', '.join(names)}" for needs, names in readers.items())
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="thincam",
@@ -341,8 +348,8 @@ def parser() -> argparse.ArgumentParser:
         "reconstruct",
         help="captures + PSF + method (or trained model) -> images (PNG, 16-bit TIFF) and HDF5",
         description="Reconstruct captures as the workflow's ingest_captures and reconstruct rules do. "
-        f"Methods: {', '.join(METHODS)}. Methods with a trained model (prior: dps, ddnm, deepinv_dps, "
-        "diffpir, ddrm; student: nsdd, nsdd_full; dmdiff; unet) take its folder from a workflow run "
+        f"Methods: {', '.join(METHODS)}. Methods with a trained model ({_methods_by_model()}) "
+        "take its folder from a workflow run "
         "with --model (e.g. results/prior/<prior>, results/nsdd/<dataset>, results/dmdiff/<dataset>/<model>, "
         "results/unet/<dataset>/model); a student brings the operator it was distilled with. "
         "The operator is a metalens one for a metalens PSF file, else lensless.",
@@ -385,13 +392,7 @@ def parser() -> argparse.ArgumentParser:
         choices=sorted(LAYOUTS),
         help="the release whose loader reads the captures (channel order, orientation; default diffusercam)",
     )
-    capture.add_argument(
-        "--image-size",
-        type=int,
-        nargs=2,
-        metavar=("H", "W"),
-        help="scene size (default: a student's, else the sensor's)",
-    )
+    _size_option(capture, "--image-size", "scene size (default: a student's, else the sensor's)")
     capture.add_argument(
         "--boundary", choices=("linear", "circular"), default="linear", help="convolution boundary (default linear)"
     )
