@@ -337,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
         help="PSF frame -> calibrated PSF file (.h5) and a one-page diagnostic figure",
         description="Calibrate a captured point-source frame as the workflow's calibrate_psf rule does "
         "(saturation check, dark/corner background, hot pixels, area downsampling, crop keeping "
-        ">= 90%% of the energy, unit sum), and draw its diagnostic figure (PNG and PDF).",
+        ">= 90% of the energy, unit sum), and draw its diagnostic figure (PNG and PDF).",
     )
     calibrate.add_argument("frame", metavar="PSF_FRAME", help="the point-source frame (.tif, .png, .npy, ...)")
     calibrate.add_argument("-o", "--out", help="the PSF file to write (default: PSF_FRAME's name with .h5, here)")
