@@ -37,6 +37,14 @@ def _as_options(message: str) -> str:
     return re.sub(pattern, lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
+class _OptionNames(logging.Filter):
+    """Log records (the calibration's saturation note, say) with config keys read as options."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = _as_options(record.getMessage()), ()
+        return True
+
+
 def _size_option(group, flag: str, help: str) -> None:
     group.add_argument(flag, type=int, nargs=2, metavar=("H", "W"), help=help)
 
@@ -418,7 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; a thincam error is printed (naming the file or option) with exit status 2."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("thincam").setLevel(logging.INFO)  # its own progress and checks, no library chatter
+    logging.getLogger("thincam").setLevel(logging.INFO)  # its own checks and progress, no dependency's chatter
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _OptionNames) for f in handler.filters):
+            handler.addFilter(_OptionNames())
     try:
         args.run(args)
     except ThincamError as err:
