@@ -5,7 +5,9 @@ and build, the metrics of 16 small images a fraction of that (the demo's 35 eval
 mostly start-up). Its CSV has one row per (method, variant, image).
 
 Image metrics see the reconstruction clipped to [0,1] (what is displayed and what the perceptual
-metrics accept); consistency ||A xhat - y|| / ||y|| sees it unclipped, as the solver produced it.
+metrics accept), after the configured per-image scaling of it and of its reference
+(:func:`thincam.metrics.fidelity.scale_per_image`: a published table's convention);
+consistency ||A xhat - y|| / ||y|| sees it unscaled and unclipped, as the solver produced it.
 A dataset without ground truth (captures) gets the no-reference metrics and consistency only; the
 full-reference columns stay in the CSV, empty.
 """
@@ -89,11 +91,14 @@ def evaluate_reconstruction(
     weights_dir: str | os.PathLike | None = None,
     device: str = "cpu",
     metrics: PerceptualMetrics | None = None,
+    scaling: str = "none",
 ) -> pd.DataFrame:
     """One row per image (:data:`COLUMNS`) of one reconstruction file.
 
     ``forward`` maps xhat [B,C,H,W] to the measurement grid (the camera's A); without it
     consistency is left empty. ``metrics`` lets one job evaluate many files with one loaded set.
+    ``scaling`` (:data:`thincam.metrics.fidelity.SCALINGS`) applies to xhat and x before the
+    image metrics.
     """
     recon, recon_attrs = read_h5(recon_path, names=["xhat", "latency_s", "index"], contract="recon")
     data, data_attrs = read_h5(data_path, contract="dataset")
@@ -116,13 +121,15 @@ def evaluate_reconstruction(
             consistency = fidelity.consistency(a_xhat, data["y"])
         except BadInputError as err:
             raise BadInputError(f"{data_path}: {err}") from err
-    lo, hi = float(xhat.min()), float(xhat.max())
+    scaled = fidelity.scale_per_image(xhat, scaling)
+    lo, hi = float(scaled.min()), float(scaled.max())
     if lo < -0.01 or hi > 1.01:
         log.warning(
-            "%s: xhat spans [%.3g, %.3g], not [0,1]; metrics see it clipped", recon_path, lo, hi
+            "%s: xhat (scaling %s) spans [%.3g, %.3g], not [0,1]; metrics see it clipped",
+            recon_path, scaling, lo, hi,
         )
-    shown = np.clip(xhat, 0.0, 1.0)
-    x = data.get("x")
+    shown = np.clip(scaled, 0.0, 1.0)
+    x = fidelity.scale_per_image(data["x"], scaling) if "x" in data else None
     table: dict[str, Any] = {"index": data["index"].astype(np.int64)}
     table["psnr"] = fidelity.psnr(shown, x) if x is not None else nan
     table["ssim"] = fidelity.ssim(shown, x) if x is not None else nan
@@ -140,9 +147,11 @@ def evaluate(
     out_csv: str | os.PathLike,
     weights_dir: str | os.PathLike | None = None,
     device: str = "cpu",
+    scaling: str = "none",
 ) -> pd.DataFrame:
     """Every reconstruction of one dataset split against it, with the operator the dataset was
-    made with and one loaded set of metrics; one CSV (:data:`RUN_KEYS` + :data:`COLUMNS`)."""
+    made with and one loaded set of metrics; one CSV (:data:`RUN_KEYS` + :data:`COLUMNS`).
+    ``scaling``: the per-image scaling before the image metrics (:func:`evaluate_reconstruction`)."""
     physics = load_operator(psf_path, dataset_operator(data_path), device=device)
     metrics = PerceptualMetrics(weights_dir, device=device)
     runs = []
@@ -152,7 +161,8 @@ def evaluate(
         if missing:
             raise BadInputError(f"{recon_path}: attribute(s) {missing} missing")
         df = evaluate_reconstruction(
-            recon_path, data_path, forward=physics.A, device=device, metrics=metrics
+            recon_path, data_path, forward=physics.A, device=device, metrics=metrics,
+            scaling=scaling,
         )
         for key in reversed(RUN_KEYS):
             df.insert(0, key, attrs[key])
