@@ -1,3 +1,6 @@
+from thincam.registry import metric_conventions
+
+
 localrules:
     aggregate,
     quality_vs_time,
@@ -35,6 +38,10 @@ rule aggregate:
         tables=paper_tables(),
         capture_tables=capture_tables(),
         pseudo=pseudo_pair_reports(),
+        lpips_net=config["metrics"]["lpips"],
+        conventions=metric_conventions(
+            config["metrics"]["lpips"], config["metrics"]["scaling"]
+        ),
         code=code("report:aggregate"),
     script:
         "../workflow_scripts/aggregate.py"

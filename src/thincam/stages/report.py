@@ -104,8 +104,10 @@ def aggregate(
     paper_tables: Mapping[str, tuple[str, str]],
     pseudo: Mapping[str, Mapping] | None = None,
     capture_tables: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+    lpips_net: str = "alex",
 ) -> None:
-    """metrics.csv from every run, then each paper table {path: (kind, dataset)} beside it.
+    """metrics.csv from every run, then each paper table {path: (kind, dataset)} beside it,
+    reporting the LPIPS of ``lpips_net`` (the convention of the paper it reproduces).
 
     ``pseudo``: {dataset: {"file": pseudo_pairs.h5, "asks": {dmdiff variant: bool}}}, for the
     DMDiff ablation table's pseudo-pair columns. ``capture_tables``: {path: (dataset,
@@ -128,7 +130,7 @@ def aggregate(
         if kind == "dmdiff_ablation" and dataset in (pseudo or {}):
             report = pseudo[dataset]
             extra["pseudo"] = {"quality": read_pseudo_quality(report["file"]), "asks": report["asks"]}
-        write_csv_atomic(PAPER_TABLES[kind](metrics, dataset, **extra), path)
+        write_csv_atomic(PAPER_TABLES[kind](metrics, dataset, lpips_net=lpips_net, **extra), path)
     for path, (dataset, runs) in (capture_tables or {}).items():
         write_csv_atomic(tables.capture_table(metrics, dataset, runs), path)
 
