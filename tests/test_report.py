@@ -589,6 +589,19 @@ def test_quality_vs_time_layout(tmp_path, lpips, named):
     assert filled_points(fig)["DPS"] == [[0.62, pytest.approx(0.302 * scale)]]
 
 
+def test_figures_show_the_lpips_network_the_tables_report(tmp_path):
+    """Both LPIPS columns present: the quality-vs-time and sweep figures plot the configured one."""
+    df = default_metrics()
+    df["lpips_vgg"] = df["lpips"] / 2
+    fig = figures.quality_vs_time(df, "faces_phlatcam", tmp_path / "q.png", lpips_net="vgg")
+    assert fig.axes[0].get_ylabel() == "LPIPS (VGG) ↓"
+    assert filled_points(fig)["DPS"] == [[0.63, pytest.approx(0.281 / 2)]]
+    fig = figures.sweep(df, "faces_phlatcam", tmp_path / "s.png", DEFAULT_SWEEPS, lpips_net="vgg")
+    assert fig.axes[0].get_ylabel() == "LPIPS (VGG) ↓"
+    default = figures.quality_vs_time(df, "faces_phlatcam", tmp_path / "q.png")
+    assert default.axes[0].get_ylabel() == "LPIPS (AlexNet) ↓"
+
+
 def filled_points(fig):
     """Legend label -> the filled points of that method in a quality-vs-time figure."""
     return {
