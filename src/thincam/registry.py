@@ -90,15 +90,6 @@ SCALINGS = {
     "none": "none (each reconstruction only clipped to [0,1])",
     "max": "each reconstruction and reference divided by its own maximum, then clipped to [0,1]",
 }
-
-
-def metric_conventions(lpips_net: str, scaling: str) -> str:
-    """The caption sentence naming the LPIPS network a table reports and the per-image scaling
-    its metrics saw: published tables differ in both, so a number is comparable only with them."""
-    return (
-        f"LPIPS is {METRICS[LPIPS_COLUMNS[lpips_net]].label}, v0.1 (column {LPIPS_COLUMNS[lpips_net]}). "
-        f"Per-image scaling before the image metrics: {SCALINGS[scaling]}."
-    )
 # The quality metric a table or figure shows: the first with any value. Full-reference perceptual
 # ones, then PSNR, then no-reference ones (all a capture without ground truth has).
 PERCEPTUAL_PREFERENCE = (
@@ -115,3 +106,12 @@ PERCEPTUAL_PREFERENCE = (
     "clipiqa",
     "piqe",
 )
+
+
+def metric_conventions(lpips_net: str, scaling: str) -> str:
+    """The caption sentence naming the LPIPS network a table reports and the per-image scaling
+    its metrics saw: published tables differ in both, so a number is comparable only with them."""
+    return (
+        f"LPIPS is {METRICS[LPIPS_COLUMNS[lpips_net]].label}, v0.1 (column {LPIPS_COLUMNS[lpips_net]}). "
+        f"Per-image scaling before the image metrics: {SCALINGS[scaling]}."
+    )

@@ -97,8 +97,8 @@ def evaluate_reconstruction(
 
     ``forward`` maps xhat [B,C,H,W] to the measurement grid (the camera's A); without it
     consistency is left empty. ``metrics`` lets one job evaluate many files with one loaded set.
-    ``scaling`` (:data:`thincam.metrics.fidelity.SCALINGS`) applies to xhat and x before the
-    image metrics.
+    ``scaling`` (:data:`thincam.registry.SCALINGS`) applies to xhat and x before the image
+    metrics.
     """
     recon, recon_attrs = read_h5(recon_path, names=["xhat", "latency_s", "index"], contract="recon")
     data, data_attrs = read_h5(data_path, contract="dataset")
