@@ -9,7 +9,11 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from thincam.codehash import code_hash  # noqa: E402
-from thincam.config_checks import check_config, coerce_numeric_strings  # noqa: E402
+from thincam.config_checks import (  # noqa: E402
+    check_config,
+    check_unique_keys,
+    coerce_numeric_strings,
+)
 from thincam.registry import (  # noqa: E402
     CHOICE_SPLIT,
     METHODS,
@@ -18,7 +22,10 @@ from thincam.registry import (  # noqa: E402
     STUDENTS,
 )
 
-coerce_numeric_strings(config)  # YAML reads 1e-6 (no dot) as text; mean the number
+for path in workflow.configfiles:  # the default's and every --configfile
+    check_unique_keys(path)  # YAML keeps the last of two equal keys without a word
+# YAML reads 1e-6 (no dot) as text; mean the number (in place: the rules read this dict)
+config.update(coerce_numeric_strings(config))
 validate(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 check_config(config, root=Path.cwd())  # Snakemake resolves inputs from the workdir
 

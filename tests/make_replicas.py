@@ -20,13 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-# Published size -> replica size (same aspect): FFHQ 1024^2; FlatNet captures 1518x2012 (RGB,
-# 12-bit values in 16-bit PNGs); Mirflickr 270x480x3 .npy and a 4x PSF; metalens pairs 400^2.
+# Published size -> replica size (same aspect): FFHQ 1024^2; FlatNet's demosaicked grid 1518x2012
+# (raw mosaics twice that) and its sensor window rows 168:1448, cols 261:1669 (config.py:
+# centre (808, 965), 1280x1408), / 20; Mirflickr 270x480x3 .npy and a 4x PSF, / 10; DMDiff
+# references 512^2 and captures 400^2, / 8.
 FFHQ_SIDE = 32
-FLATNET_CAPTURE = (76, 100)
+FLATNET_GRID = (76, 100)
+FLATNET_WINDOW = (8, 13, 64, 70)
 FLATNET_REFERENCE = (48, 64)
 MIRFLICKR_CAPTURE = (27, 48)
-METALENS_SIDE = 40
+DMDIFF_REFERENCE_SIDE = 64
 WNIDS = ("n01818515", "n01820546", "n02165456")
 
 
@@ -76,63 +79,119 @@ def write_ffhq(root: Path, n: int = 24) -> Path:
     return folder
 
 
-def write_flatnet(root: Path, n: int = 24) -> Path:
-    """data/flatnet: imagenet_caps_384_12bit_Feb_19/<wnid>/<wnid>_<k>.png (uint16 RGB holding
-    12-bit values), orig/<wnid>/<wnid>_<k>.JPEG (8-bit RGB), phase_psf/psf.npy (float32 [H,W,3])."""
+def write_flatnet(root: Path, n_train: int = 12, n_test: int = 6) -> Path:
+    """data/flatnet as FlatNet's flatnet-gen loader reads it (dataloader.py, config.py):
+    imagenet_caps_384_12bit_Feb_19/<wnid>/<wnid>_<k>.png one raw RGGB mosaic plane (12-bit values
+    in a 16-bit PNG) at twice the PSF grid, orig/<wnid>/<wnid>_<k>.JPEG, phase_psf/psf.npy (2-D float
+    on the demosaicked grid), and text_files/ with the train lists and the val lists (classes
+    disjoint from training: the held-out test set), paired line by line.
+
+    The capture is the PSF (cut to :data:`FLATNET_WINDOW`) convolved with the scene, each colour
+    written to its Bayer sites; outside the window the sensor sees only its dark level."""
     import cv2
     import imageio.v3 as iio
 
     folder = root / "data/flatnet"
-    psf = random_psf(FLATNET_CAPTURE, seed=2)
+    psf = random_psf(FLATNET_GRID, seed=2)[..., 0]
     (folder / "phase_psf").mkdir(parents=True, exist_ok=True)
     np.save(folder / "phase_psf/psf.npy", (psf / psf.max()).astype(np.float32))
-    for k, scene in enumerate(smooth_images(n, FLATNET_REFERENCE, seed=3)):
-        wnid = WNIDS[k % len(WNIDS)]
+    top, left, h, w = FLATNET_WINDOW
+    window_psf = psf[top : top + h, left : left + w]
+    window_psf = np.repeat(window_psf[..., None] / window_psf.sum(), 3, axis=-1)
+    lists = {name: [] for name in ("train_source", "train_target", "val_source", "val_target")}
+    scenes = smooth_images(n_train + n_test, FLATNET_REFERENCE, seed=3)
+    for k, scene in enumerate(scenes):
+        split = "train" if k < n_train else "val"
+        wnids = WNIDS[:2] if split == "train" else WNIDS[2:]
+        wnid = wnids[k % len(wnids)]
         name = f"{wnid}_{1000 + k}"
-        capture = folder / "imagenet_caps_384_12bit_Feb_19" / wnid / f"{name}.png"
-        reference = folder / "orig" / wnid / f"{name}.JPEG"
-        capture.parent.mkdir(parents=True, exist_ok=True)
-        reference.parent.mkdir(parents=True, exist_ok=True)
-        counts = (lensless_capture(scene, psf) * 0.9 * 4095).round().astype(np.uint16)
-        cv2.imwrite(str(capture), counts[..., ::-1])  # 16-bit RGB PNG (Pillow writes 8-bit only)
-        iio.imwrite(reference, (scene * 255).round().astype(np.uint8), extension=".jpeg")
+        capture = f"imagenet_caps_384_12bit_Feb_19/{wnid}/{name}.png"
+        reference = f"orig/{wnid}/{name}.JPEG"
+        for path in (capture, reference):
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        rgb = np.full((*FLATNET_GRID, 3), 0.02)
+        rgb[top : top + h, left : left + w] += 0.9 * lensless_capture(scene, window_psf)
+        mosaic = np.empty((2 * FLATNET_GRID[0], 2 * FLATNET_GRID[1]))
+        mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = (
+            rgb[..., 0], rgb[..., 1], rgb[..., 1], rgb[..., 2]
+        )
+        cv2.imwrite(str(folder / capture), (mosaic * 4095).round().astype(np.uint16))
+        iio.imwrite(folder / reference, (scene * 255).round().astype(np.uint8), extension=".jpeg")
+        lists[f"{split}_source"].append(capture)
+        lists[f"{split}_target"].append(reference)
+    (folder / "text_files").mkdir(exist_ok=True)
+    files = {
+        "train_source": "train_source_imagenet_384_384_Feb_19.txt",
+        "train_target": "train_target.txt",
+        "val_source": "val_source_imagenet_384_384_Feb_19.txt",
+        "val_target": "val_target.txt",
+    }
+    for key, name in files.items():
+        (folder / "text_files" / name).write_text("".join(line + "\n" for line in lists[key]))
     return folder
 
 
-def write_mirflickr(root: Path, n: int = 24) -> Path:
-    """data/mirflickr: diffuser_images/im<k>.npy and ground_truth_lensed/im<k>.npy (float32
-    [H,W,3] in [0,1], BGR), psf.tiff (uint16 RGB at 4x the capture side)."""
+def write_mirflickr(root: Path, test: range = range(2, 8), train: range = range(1001, 1013)) -> Path:
+    """data/mirflickr as LenslessPiCam's DiffuserCamMirflickr reads the release: psf.tiff (uint16
+    at 4x the capture side) beside dataset/, and dataset/diffuser_images/im<n>.npy and
+    dataset/ground_truth_lensed/im<n>.npy (float32 [H,W,3]). All three are stored with the
+    channels in BGR order and upside down; the captures are background-subtracted, so some pixels
+    dip slightly below zero. Numbers <= 1000 form the published test set, the rest training;
+    LenslessLearning's dataset_test.csv / dataset_train.csv list them."""
     import tifffile
     from skimage.transform import resize
 
     folder = root / "data/mirflickr"
     for sub in ("diffuser_images", "ground_truth_lensed"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / "dataset" / sub).mkdir(parents=True, exist_ok=True)
     big = (MIRFLICKR_CAPTURE[0] * 4, MIRFLICKR_CAPTURE[1] * 4)
     psf_big = random_psf(big, seed=4)
-    tifffile.imwrite(folder / "psf.tiff", (psf_big / psf_big.max() * 60000).astype(np.uint16))
+    stored = lambda image: image[::-1, :, ::-1]  # upside down, BGR
+    tifffile.imwrite(folder / "psf.tiff", stored(psf_big / psf_big.max() * 60000).astype(np.uint16))
     psf = resize(psf_big, MIRFLICKR_CAPTURE, anti_aliasing=True)
     psf /= psf.sum(axis=(0, 1), keepdims=True)
-    for k, scene in enumerate(smooth_images(n, MIRFLICKR_CAPTURE, seed=5), start=1):
-        capture = lensless_capture(scene, psf)
-        np.save(folder / f"diffuser_images/im{k}.npy", capture[..., ::-1].astype(np.float32))
-        np.save(folder / f"ground_truth_lensed/im{k}.npy", scene[..., ::-1].astype(np.float32))
+    numbers = [*test, *train]
+    noise = np.random.default_rng(5).normal(0, 0.004, (len(numbers), *MIRFLICKR_CAPTURE, 3))
+    for k, scene in enumerate(smooth_images(len(numbers), MIRFLICKR_CAPTURE, seed=5)):
+        capture = 0.9 * lensless_capture(scene, psf) + noise[k]
+        np.save(folder / f"dataset/diffuser_images/im{numbers[k]}.npy", stored(capture).astype(np.float32))
+        np.save(folder / f"dataset/ground_truth_lensed/im{numbers[k]}.npy", stored(scene).astype(np.float32))
+    for split, members in (("test", test), ("train", train)):
+        rows = "".join(f"im{n}.jpg.tiff\n" for n in members)
+        (folder / f"dataset_{split}.csv").write_text("filename\n" + rows)
     return folder
 
 
-def write_metalens_pairs(root: Path, n: int = 24) -> Path:
-    """data/metalens: measurements/<k>.png and references/<k>.png, aligned 8-bit RGB squares."""
+def write_dmdiff(root: Path, n_train: int = 10, n_pseudo: int = 4, n_test: int = 4) -> Path:
+    """data/dmdiff as DMDiff's PairedDataset reads it (training_utils.py): gt_train/ lr_train/
+    gt_blur_train/ gt_test/ lr_test/, PNGs paired by sorted index within a folder pair, under other
+    names in lr_* than in gt_* and the same names again in the test folders. References are
+    8-bit RGB at 512/400 of the captures' side covering the same field of view (the capture is a
+    blurred, noisy downscale of the whole reference); pseudo captures carry ``pseudo`` in the name."""
     import imageio.v3 as iio
     from scipy.ndimage import gaussian_filter
+    from skimage.transform import resize
 
-    folder = root / "data/metalens"
-    for sub in ("measurements", "references"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    folder = root / "data/dmdiff"
     rng = np.random.default_rng(6)
-    for k, scene in enumerate(smooth_images(n, (METALENS_SIDE, METALENS_SIDE), seed=7)):
-        blurred = gaussian_filter(scene, sigma=(1.5, 1.5, 0)) + rng.normal(0, 0.02, scene.shape)
-        iio.imwrite(folder / f"measurements/{k:04d}.png", (np.clip(blurred, 0, 1) * 255).round().astype(np.uint8))
-        iio.imwrite(folder / f"references/{k:04d}.png", (scene * 255).round().astype(np.uint8))
+    side = DMDIFF_REFERENCE_SIDE * 400 // 512
+    counts = {"train": n_train + n_pseudo, "test": n_test}
+    scenes = smooth_images(sum(counts.values()), (DMDIFF_REFERENCE_SIDE, DMDIFF_REFERENCE_SIDE), seed=7)
+    k = 0
+    for split, count in counts.items():
+        for sub in (f"gt_{split}", f"lr_{split}") + (("gt_blur_train",) if split == "train" else ()):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            scene = scenes[k]
+            k += 1
+            pseudo = split == "train" and i >= n_train
+            capture = resize(scene, (side, side), anti_aliasing=True)
+            capture = gaussian_filter(capture, sigma=(1.0, 1.0, 0)) + rng.normal(0, 0.02 if not pseudo else 0.05, capture.shape)
+            to8 = lambda image: (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+            iio.imwrite(folder / f"gt_{split}/{i:04d}.png", to8(scene))
+            iio.imwrite(folder / f"lr_{split}/{i:04d}_{'pseudo' if pseudo else 'meta'}.png", to8(capture))
+            if split == "train":
+                iio.imwrite(folder / f"gt_blur_train/{i:04d}.png", to8(gaussian_filter(scene, sigma=(2.0, 2.0, 0))))
     return folder
 
 
@@ -214,7 +273,7 @@ def make_replicas(root: str | Path, imagenet_architecture: bool = False) -> Path
     write_ffhq(root)
     write_flatnet(root)
     write_mirflickr(root)
-    write_metalens_pairs(root)
+    write_dmdiff(root)
     write_adm_checkpoints(root, imagenet_architecture)
     write_sd_turbo(root)
     write_torch_home(root)

@@ -2,6 +2,7 @@
 
 import pytest
 
+import test_config_checks as cases
 from workflow_helpers import REPO, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
@@ -120,3 +121,90 @@ def test_committed_test_config_is_the_tiny_default():
     assert tiny["cameras"].keys() == default["cameras"].keys()
     assert tiny["datasets"].keys() == default["datasets"].keys()
     assert tiny["tables"] == default["tables"]
+
+
+def _dry_run_text(tmp_path, config, edit):
+    """A dry run of ``config`` whose YAML text ``edit`` changed first (as a user's file reads)."""
+    import subprocess
+
+    from workflow_helpers import snakemake_command
+
+    command = snakemake_command(tmp_path, config, "-n")
+    path = tmp_path / "config.yaml"
+    path.write_text(edit(path.read_text()))
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def test_numbers_in_exponent_notation_reach_the_rules(tmp_path):
+    """mu1: 1e-4 (YAML 1.1 text) is the number 1e-4 for validation and every rule."""
+    config = tiny_config()
+    config["datasets"]["diffusercam_hand"]["methods"]["admm"]["tau0"]["mu1"] = "EXPONENT"
+    result = _dry_run_text(tmp_path, config, lambda text: text.replace("EXPONENT", "1e-4"))
+    assert "mu1: 1e-4" in (tmp_path / "config.yaml").read_text()
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_key_written_twice_fails_before_any_job(tmp_path):
+    config = tiny_config()
+    result = _dry_run_text(tmp_path, config, lambda text: text + "seed: 1\n")
+    line = next(k for k, text in enumerate((tmp_path / "config.yaml").read_text().splitlines(), 1) if text.startswith("seed:"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"key written twice: seed (lines {line} and " in output, output
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_psf_frames_fail_before_any_job(tmp_path):
+    config = tiny_config()
+    config["cameras"]["diffusercam"]["path"] = str(cases.overexposed_psf(tmp_path / "bright.tif"))
+    _dry_run_fails(tmp_path, config, "bright.tif: 3962 pixel values (3.30%) at full scale", "cameras.diffusercam.max_saturated")
+    config = tiny_config()
+    config["cameras"]["diffusercam"]["size"] = [15, 20]
+    _dry_run_fails(tmp_path, config, "config keys cameras.diffusercam.size [15, 20] and cameras.diffusercam.downsample 1")
+
+
+def test_what_the_prior_cannot_do_fails_before_any_job(tmp_path):
+    config = tiny_config()
+    config["datasets"]["faces_phlatcam"]["methods"]["ddnm"]["s20"]["steps"] = 5000
+    _dry_run_fails(tmp_path, config, "config key datasets.faces_phlatcam.methods.ddnm.s20.steps: 5000 steps")
+
+
+def _default_config():
+    """config.yaml with its input paths made absolute (the dry runs below work elsewhere)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for camera in config["cameras"].values():
+        if camera["kind"] == "capture":
+            camera["path"] = str(REPO / camera["path"])
+    hand = config["datasets"]["diffusercam_hand"]["captures"]
+    hand["path"] = str(REPO / hand["path"])
+    return config
+
+
+def _absurd_training_budget(config, tmp_path):
+    config["priors"]["faces"]["train"]["steps"] = 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    "breaks, message",
+    [
+        (
+            cases._captures_at_another_scale,
+            "config keys datasets.diffusercam_hand.captures.downsample (10) and cameras.diffusercam_lowres.downsample (20)",
+        ),
+        (cases._colour_capture, "config keys datasets.diffusercam_hand.camera and priors.diffusercam_scenes"),
+        (cases._odd_image_size, "config keys datasets.faces_phlatcam.image_size and priors.faces"),
+        (cases._ddnm_steps_above_training, "config key datasets.faces_phlatcam.methods.ddnm.s100.steps: 2000 steps"),
+        (
+            cases._pretrained_prior(scheduler=False),
+            "config key priors.faces.path: prior {tmp}/pretrained: no scheduler_config.json",
+        ),
+        (_absurd_training_budget, "On instance['priors']['faces']['train']['steps']"),
+    ],
+)
+def test_issue_21_cases_fail_before_any_job(tmp_path, breaks, message):
+    """Each mistake of issue 21 that used to fail inside a job (after training) fails the parse."""
+    config = _default_config()
+    breaks(config, tmp_path)
+    _dry_run_fails(tmp_path / "work", config, message.format(tmp=tmp_path))

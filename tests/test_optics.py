@@ -69,7 +69,7 @@ def test_load_png_8bit_rgb_rgba_gray(tmp_path):
 
 
 def test_load_bmp_8bit_rgb_and_gray(tmp_path):
-    """.bmp is a listed image type (data.sources.IMAGE_SUFFIXES), so the reader takes it."""
+    """.bmp is a listed image type (data.layouts.IMAGE_SUFFIXES), so the reader takes it."""
     rgb = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     iio.imwrite(tmp_path / "rgb.bmp", rgb)
     iio.imwrite(tmp_path / "gray.bmp", rgb[..., 1])
@@ -191,16 +191,16 @@ def test_hot_pixels_removed_but_blobs_and_thin_caustics_kept():
 
 def test_calibrate_committed_diffusercam_psf():
     raw = load_image(PSF_TIF)[0]
-    psf, info = calibrate_capture_psf(PSF_TIF, background="corner", downsample=2, size=(128, 96))
+    psf, info = calibrate_capture_psf(PSF_TIF, background="corner", downsample=2, size=(128, 176))
     _unit_sum(psf)
-    assert psf.shape == (1, 128, 96)
+    assert psf.shape == (1, 128, 176) and info["energy_kept"] > 0.99
     # the sensor defect at (0,0) (2817 DN after downsampling, against ~36 DN) and nothing else
     assert info["n_hot_pixels"] == 1
     # background: the corner level of the raw 16-bit frame, about 36 DN
     assert 25 / 65535 < info["background"][0] < 50 / 65535
     # crop is centred on the intensity centroid
     rows, cols = np.indices(psf.shape[1:])
-    assert abs((rows * psf[0]).sum() - 64) < 8 and abs((cols * psf[0]).sum() - 48) < 8
+    assert abs((rows * psf[0]).sum() - 64) < 8 and abs((cols * psf[0]).sum() - 88) < 8
     # background removed: the uncropped corners are ~0 relative to the PSF, though raw ones are not
     full, _ = calibrate_capture_psf(PSF_TIF, background="corner")
     k = 15
@@ -216,8 +216,8 @@ def test_calibrate_removes_a_constant_offset(tmp_path):
     half = tifffile.imread(PSF_TIF) // 2  # headroom: the sample saturates at 65520
     tifffile.imwrite(tmp_path / "half.tif", half)
     tifffile.imwrite(tmp_path / "offset.tif", half + np.uint16(3000))
-    a, _ = calibrate_capture_psf(tmp_path / "half.tif", size=(64, 64))
-    b, info = calibrate_capture_psf(tmp_path / "offset.tif", size=(64, 64))
+    a, _ = calibrate_capture_psf(tmp_path / "half.tif")
+    b, info = calibrate_capture_psf(tmp_path / "offset.tif")
     np.testing.assert_allclose(a, b, atol=1e-4 * a.max())
     np.testing.assert_allclose(np.array(info["background"]) * 65535, 18 + 3000, atol=8)
 
@@ -493,7 +493,7 @@ CAMERAS = {
         "dark_path": None,
         "bit_depth": 16,
         "background": "corner",
-        "downsample": 2,
+        "downsample": 4,  # 75x100: the 64x80 crop keeps 99.7% of the PSF's energy
         "hot_pixel_sigma": 6.0,
         "center": True,
     },
@@ -525,7 +525,8 @@ def test_calibrate_psf_writes_a_verified_psf_file(tmp_path, name):
     assert attrs["kind"] == camera["kind"] and attrs["pixel_pitch_um"] == camera["pixel_pitch_um"]
     assert json_attr(attrs, "provenance") == camera
     if name == "capture":
-        assert attrs["source"] == str(PSF_TIF) and attrs["downsample"] == 2
+        assert attrs["source"] == str(PSF_TIF) and attrs["downsample"] == 4
+        assert attrs["n_saturated"] == 0 and attrs["energy_kept"] > 0.99
         background = json.loads(attrs["background"])
         assert len(background) == 1 and 0 < background[0] < 1e-3
         np.testing.assert_array_equal(psf[0], psf[2])  # gray capture replicated to 3 channels
@@ -573,3 +574,24 @@ def test_calibrate_psf_capture_errors_name_the_capture(tmp_path):
     metalens = {**CAMERAS["metalens"], "size": [11, 11]}
     with pytest.raises(BadInputError, match="psf_size"):
         calibrate_psf(metalens, tmp_path / "ml.h5")
+
+
+def test_saturated_psf_values_are_counted_in_the_file_and_log_or_refused(tmp_path, caplog):
+    """A few clipped pixels are accepted with their count in the PSF file and a logged warning;
+    more than cameras.<name>.max_saturated of them are refused, naming the file and that key."""
+    raw = tifffile.imread(PSF_TIF)
+    clipped = raw.copy()
+    clipped[np.unravel_index(np.argsort(raw, axis=None)[-60:], raw.shape)] = 65535  # 0.05%
+    tifffile.imwrite(tmp_path / "clipped.tif", clipped)
+    camera = {**CAMERAS["capture"], "path": str(tmp_path / "clipped.tif")}
+    with caplog.at_level("INFO", logger="thincam.stages.calibrate"):
+        calibrate_psf(camera, tmp_path / "cam.h5")
+    _, attrs = read_h5(tmp_path / "cam.h5", contract="psf")
+    assert attrs["n_saturated"] == 60
+    warning = next(r for r in caplog.records if r.levelname == "WARNING")
+    assert "60 pixel values of" in warning.getMessage() and "cameras.cam.max_saturated" in warning.getMessage()
+    with pytest.raises(BadInputError) as err:
+        calibrate_psf({**camera, "max_saturated": 1e-4}, tmp_path / "strict.h5")
+    assert "clipped.tif: 60 pixel values (0.05%) at full scale" in str(err.value)
+    assert "cameras.strict.max_saturated (now 0.0001)" in str(err.value)
+    assert not (tmp_path / "strict.h5").exists()

@@ -1,7 +1,7 @@
 """The paper-scale presets on miniature replicas of their data and weights (tests/make_replicas.py).
 
 Dry runs use each preset unchanged; the slow runs scale it down with tests/preset_overrides/.
-The ADM loader, the release layouts and the 256 px code path are tested here too.
+The ADM loader and the 256 px code path are tested here too; the release readers in test_releases.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from make_replicas import make_replicas, write_adm_checkpoints, write_flatnet, write_mirflickr
+from make_replicas import make_replicas, write_adm_checkpoints
 from thincam.errors import BadInputError, MissingWeightsError
 from workflow_helpers import REPO, planned_jobs, run_snakemake
 
@@ -98,6 +98,13 @@ def test_presets_are_complete_and_cover_the_papers():
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_dry_run(replica, tmp_path, name):
     config = preset(name)
+    # PSF and capture frames are read before any job, and the replica's are miniature: their
+    # geometry (captured cameras, captures) as scaled; the jobs planned are the preset's.
+    scaled = scaled_preset(name)
+    config["cameras"].update({c: scaled["cameras"][c] for c, spec in config["cameras"].items() if spec["kind"] == "capture"})
+    for dataset, spec in config["datasets"].items():
+        if "captures" in spec:
+            spec["captures"] = scaled["datasets"][dataset]["captures"]
     result = run_snakemake(workdir_on(replica, tmp_path / name), config, "-n", timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     jobs = planned_jobs(result)
@@ -165,22 +172,6 @@ def test_registered_adm_prior_behaves_like_the_diffusers_prior(tmp_path):
     full = unet.net(x, torch.full((2,), 500), type_t="timestep")
     assert full.shape[1] == 6 and torch.equal(eps, full[:, :3])  # learned sigma: the first 3 are epsilon
     assert prior_id(tmp_path / "prior") == __import__("hashlib").sha256(files["ffhq"].read_bytes()).hexdigest()
-
-
-def test_release_layouts_pair_and_orient(tmp_path):
-    from thincam.data.layouts import find_pairs, orient
-    from thincam.optics.capture import load_image
-
-    flatnet = write_flatnet(tmp_path, n=6)
-    pairs = find_pairs("flatnet", str(flatnet))
-    assert len(pairs) == 6 and all(m.parent.name == r.parent.name for m, r in pairs)
-    capture = load_image(pairs[0][0], bit_depth=12)
-    assert capture.shape == (3, 76, 100) and 0.5 < capture.max() <= 1.0  # 12 bits kept, not cut to 8
-    mirflickr = write_mirflickr(tmp_path, n=3)
-    measurement, reference = find_pairs("mirflickr", str(mirflickr))[0]
-    stored = np.load(reference)
-    rgb = orient(load_image(reference), "mirflickr")
-    assert np.allclose(rgb[0], stored[..., 2]) and np.allclose(rgb[2], stored[..., 0])
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
 """Cross-field config checks that a JSON schema cannot express: references, input paths and
 combinations of keys that would silently do the wrong thing.
 
-Run by the Snakefile right after schema validation, so a bad config fails before any job.
+Run by the Snakefile right after schema validation, so a bad config fails before any job; the
+checks that read an input file (a PSF frame, the first capture, a prior's config files) call the
+library functions the jobs will, without their slow parts. docs/checks.md lists them.
 ``coerce_numeric_strings`` runs before validation.
 """
 
@@ -11,7 +13,16 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
-from thincam.registry import METHODS
+import numpy as np
+import yaml
+
+from thincam.data.ingest import read_release_frame
+from thincam.data.layouts import find_pairs
+from thincam.errors import ThincamError
+from thincam.models.prior import ADM_FACTS, prior_facts, trained_prior_facts
+from thincam.optics.calibrate import check_capture_camera
+from thincam.optics.capture import read_psf_frame
+from thincam.registry import METHODS, SPLITS
 
 # Exponent notation ('1e-6', '3E5'): YAML 1.1 (PyYAML) reads it as text unless it has both a dot
 # and a signed exponent, although every YAML 1.2 reader and every user means a number.
@@ -22,12 +33,50 @@ class ConfigError(ValueError):
     """The config names something that does not exist, or combines keys that cannot work."""
 
 
+def _duplicate_keys(node: yaml.Node, path: str, seen: set) -> list[str]:
+    """'key (lines a and b)' for every key written twice in one mapping under ``node``."""
+    if id(node) in seen:  # an alias repeats its anchor's node: check it once
+        return []
+    seen.add(id(node))
+    found = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<: *anchor' keys may be overridden: that is what a merge is for
+            key, line = key_node.value, key_node.start_mark.line + 1
+            dotted = f"{path}.{key}" if path else str(key)
+            if key in first:
+                found.append(f"{dotted} (lines {first[key]} and {line})")
+            first.setdefault(key, line)
+            found += _duplicate_keys(value_node, dotted, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for k, item in enumerate(node.value):
+            found += _duplicate_keys(item, f"{path}[{k}]", seen)
+    return found
+
+
+def check_unique_keys(path: str | Path) -> None:
+    """Refuse a config file that writes a key twice in one mapping.
+
+    YAML loaders keep the last of two equal keys without a word, so a second ``wiener:`` block
+    would silently replace the first and its variants vanish from the tables.
+    """
+    path = Path(path)
+    duplicates = _duplicate_keys(yaml.compose(path.read_text(), Loader=yaml.SafeLoader), "", set())
+    if duplicates:
+        raise ConfigError(f"config file {path}: key written twice: {'; '.join(duplicates)}; keep one")
+
+
+def _resolve(value, root: Path) -> Path | None:
+    """A config path as Snakemake reads it: relative to the workdir ``root``."""
+    return None if value is None else root / Path(value)
+
+
 def _check_path(value, key: str, root: Path) -> None:
     if value is None:
         return
-    path = Path(value)
-    if not path.is_absolute():
-        path = root / path
+    path = _resolve(value, root)
     if not path.exists():
         raise ConfigError(f"config key {key}: input path {value!r} does not exist")
 
@@ -124,6 +173,9 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             _check_path(camera["path"], f"cameras.{name}.path", root)
             _check_path(camera.get("dark_path"), f"cameras.{name}.dark_path", root)
             _check_capture_background(camera, f"cameras.{name}")
+            paths = {"path": _resolve(camera["path"], root), "dark_path": _resolve(camera.get("dark_path"), root)}
+            check_capture_camera({**camera, **paths}, f"cameras.{name}")
+        _check_simulated_camera(name, camera)
     for name, dataset in config["datasets"].items():
         if dataset["camera"] not in cameras:
             raise ConfigError(
@@ -132,9 +184,11 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             )
         if "captures" in dataset:
             _check_path(dataset["captures"]["path"], f"datasets.{name}.captures.path", root)
+            _check_capture_scale(name, dataset, cameras[dataset["camera"]], root)
         source = dataset.get("source", {})
         if source.get("kind") == "folder":
             _check_path(source.get("path"), f"datasets.{name}.source.path", root)
+        _check_split_sizes(name, dataset)
         kind = cameras[dataset["camera"]]["kind"]
         if (kind == "metalens") != (dataset["operator"]["kind"] == "metalens"):
             raise ConfigError(
@@ -151,6 +205,8 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             )
         _check_choice_split(name, dataset, methods)
         _check_dmdiff(name, dataset, kind, methods, root)
+        if "dmdiff" in dataset:
+            _check_dmdiff_size(name, dataset["dmdiff"], _scene_size(dataset, config))
         for method in dataset.get("sweeps", {}):
             if method not in methods:
                 raise ConfigError(f"config key datasets.{name}.sweeps.{method}: method not configured")
@@ -164,6 +220,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             raise ConfigError(f"config key datasets.{name}.prior: no prior {prior!r} configured")
         _check_models_from(name, config)
         _check_noise_source(name, config)
+    _check_priors(config, root)
     _check_path((config.get("metrics") or {}).get("weights_dir"), "metrics.weights_dir", root)
     for dataset, recons in config["figures"]["capture_figures"].items():
         for recon in recons:
@@ -279,7 +336,12 @@ def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, roo
                 f"{params['model']!r} (configured: {sorted(spec['models'])})"
             )
     n_train = dataset["splits"]["train"]
-    if not 0 <= spec["unpaired"] < n_train:
+    release = spec["unpaired"] == "release"
+    if release and (dataset.get("captures") or {}).get("format") != "dmdiff":
+        raise ConfigError(
+            f"config key {key}.unpaired: 'release' takes the pseudo pairs a release marks (captures.format dmdiff)"
+        )
+    if not release and not 0 <= spec["unpaired"] < n_train:
         raise ConfigError(f"config key {key}.unpaired: must be below the {n_train} training images")
     train = spec["train"]
     for model, overrides in spec["models"].items():
@@ -295,3 +357,187 @@ def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, roo
         for weights in ("lpips_weights_dir", "musiq_weights_dir"):
             _check_path(merged.get(weights), f"{key}.models.{model}.{weights}", root)
     _check_path(spec["base"]["path"], f"{key}.base.path", root)
+
+
+def _first_capture(name: str, dataset: Mapping[str, Any], root: Path) -> tuple[Path, np.ndarray]:
+    """(path, [C,H,W] frame before downsampling) of a dataset's first capture, read as ingestion
+    reads every capture: what its captures look like."""
+    captures = dataset["captures"]
+    try:
+        first = find_pairs(captures["format"], str(_resolve(captures["path"], root)))[0].measurement
+        frame = read_release_frame(
+            first, captures["format"], bit_depth=captures.get("bit_depth"), window=captures.get("window")
+        )
+    except ThincamError as err:
+        raise ConfigError(f"config key datasets.{name}.captures.path: {err}") from err
+    return first, frame
+
+
+def _check_capture_scale(name: str, dataset: Mapping[str, Any], camera: Mapping[str, Any], root: Path) -> None:
+    """Captures and a captured PSF must be at one pixel scale, so their whole frames, each after
+    its own downsample, are the same size (a release may ship its captures downsampled already).
+    At another scale the PSF blurs the scene by the wrong amount, though a crop can make the
+    sensor sizes agree."""
+    if camera["kind"] != "capture":
+        return
+    first, capture = _first_capture(name, dataset, root)
+    psf = read_psf_frame(
+        _resolve(camera["path"], root), camera["bit_depth"], f"cameras.{dataset['camera']}",
+        camera.get("format"), camera.get("window"),
+    )
+    mine, theirs = dataset["captures"].get("downsample", 1), camera["downsample"]
+    capture_frame = [side // mine for side in capture.shape[-2:]]
+    psf_frame = [side // theirs for side in psf.shape[-2:]]
+    if capture_frame != psf_frame:
+        raise ConfigError(
+            f"config keys datasets.{name}.captures.downsample ({mine}) and "
+            f"cameras.{dataset['camera']}.downsample ({theirs}): after them the capture {first} is "
+            f"{capture_frame[0]}x{capture_frame[1]}, the PSF frame {psf_frame[0]}x{psf_frame[1]}: "
+            "they must be at one pixel scale, or the PSF blurs the scene by the wrong amount"
+        )
+
+
+# Samplers that step through the prior's own DDIM schedule: it has no more steps than it was trained with.
+DDIM_SAMPLERS = ("ddnm", "dps")
+
+
+def _prior_facts(name: str, config: Mapping[str, Any], root: Path) -> dict[str, int]:
+    """``models.prior.prior_facts`` of a configured prior: from its folder, or as it will be trained."""
+    prior = config["priors"][name]
+    key = f"priors.{name}"
+    if prior.get("kind") == "adm":
+        return ADM_FACTS
+    if prior.get("path") is not None:
+        try:
+            return prior_facts(_resolve(prior["path"], root))
+        except ThincamError as err:
+            raise ConfigError(f"config key {key}.path: {err}") from err
+    dataset = config["datasets"].get(prior["dataset"])
+    if dataset is None:
+        raise ConfigError(f"config key {key}.dataset: no dataset {prior['dataset']!r} to train on")
+    try:
+        return trained_prior_facts(prior.get("train"), config["cameras"][dataset["camera"]]["channels"])
+    except ThincamError as err:
+        raise ConfigError(f"config key {key}.train: {err}") from err
+
+
+def _image_channels(name: str, config: Mapping[str, Any], root: Path) -> tuple[int, str]:
+    """(channels of a dataset's images, what decides them): the camera's, or 3 where the first
+    capture is in colour (a 1-channel PSF is then shared by the three channels)."""
+    dataset = config["datasets"][name]
+    channels = int(config["cameras"][dataset["camera"]]["channels"])
+    why = f"camera {dataset['camera']!r}"
+    if "captures" in dataset:
+        first, capture = _first_capture(name, dataset, root)
+        if capture.shape[0] > channels:
+            channels, why = 3, f"capture {first}"
+    return channels, why
+
+
+def _check_priors(config: Mapping[str, Any], root: Path) -> None:
+    """What a prior can do, against what each dataset asks of it: channels, an image its UNet can
+    halve, and no more sampling steps than its training timesteps."""
+    datasets = config["datasets"]
+    facts = {name: _prior_facts(name, config, root) for name in config.get("priors") or {}}
+    for name, dataset in datasets.items():
+        source = dataset.get("models_from", name)
+        prior = datasets[source].get("prior")
+        trains = [p for p, spec in (config.get("priors") or {}).items() if spec.get("dataset") == name]
+        needs = {METHODS[m].needs for m in dataset.get("methods", {})}
+        uses = prior is not None and (needs & {"prior", "student"} or "nsdd" in dataset)
+        for p in trains + ([prior] if uses else []):
+            _check_halvings(name, dataset, p, facts[p], config)
+        if not uses:
+            continue
+        via = f" (through datasets.{name}.models_from)" if source != name else ""
+        channels, why = _image_channels(name, config, root)
+        if channels != facts[prior]["channels"]:
+            raise ConfigError(
+                f"config keys datasets.{name}.camera and priors.{prior}{via}: the images have "
+                f"{channels} channels ({why}), the prior {facts[prior]['channels']}"
+            )
+        _check_steps(name, dataset, prior, facts[prior]["num_train_timesteps"])
+
+
+def _check_halvings(name: str, dataset: Mapping[str, Any], prior: str, facts, config) -> None:
+    """The prior's UNet halves the scene at each of its downsamplings: each side must divide."""
+    factor = 2 ** facts["halvings"]
+    size = _scene_size(dataset, config)
+    if any(side % factor for side in size):
+        key = f"datasets.{name}.image_size" if dataset.get("image_size") else f"cameras.{dataset['camera']}.size"
+        raise ConfigError(
+            f"config keys {key} and priors.{prior}: the prior's UNet halves the image "
+            f"{facts['halvings']} times, so each side of {size} must be a multiple of {factor}"
+        )
+
+
+def _check_steps(name: str, dataset: Mapping[str, Any], prior: str, n_train: int) -> None:
+    """DDIM sampling steps and the NSDD timesteps lie within the prior's training timesteps."""
+    uses = [
+        (f"datasets.{name}.methods.{method}.{variant}.steps", params["steps"])
+        for method in DDIM_SAMPLERS
+        for variant, params in dataset.get("methods", {}).get(method, {}).items()
+    ]
+    nsdd = dataset.get("nsdd")
+    if nsdd:
+        uses.append((f"datasets.{name}.nsdd.teacher.steps", nsdd["teacher"]["steps"]))
+    for key, steps in uses:
+        if steps > n_train:
+            raise ConfigError(
+                f"config key {key}: {steps} steps, but prior {prior!r} was trained with "
+                f"{n_train} timesteps (at most one sampling step each)"
+            )
+    if nsdd and nsdd["student"]["t_fixed"] >= n_train:
+        raise ConfigError(
+            f"config key datasets.{name}.nsdd.student.t_fixed: {nsdd['student']['t_fixed']} is not "
+            f"below the {n_train} training timesteps of prior {prior!r}"
+        )
+
+
+def _check_simulated_camera(name: str, camera: Mapping[str, Any]) -> None:
+    """What a PSF simulator would refuse (optics.calibrate), from the camera's keys alone."""
+    key = f"cameras.{name}"
+    if camera["kind"] == "metalens" and list(camera["size"]) != list(camera["psf_size"]):
+        raise ConfigError(
+            f"config keys {key}.size {camera['size']} and {key}.psf_size {camera['psf_size']}: the "
+            "written PSF is the centre cell of the grid, so they must be equal"
+        )
+    if camera["kind"] == "sparse_dots" and camera["n_dots"] > camera["size"][0] * camera["size"][1]:
+        raise ConfigError(f"config key {key}.n_dots: {camera['n_dots']} dots do not fit {camera['size']} pixels")
+
+
+def _check_split_sizes(name: str, dataset: Mapping[str, Any]) -> None:
+    """A source of a known size (``source.n_images``) must hold the images the splits ask for."""
+    n_images = dataset.get("source", {}).get("n_images")
+    wanted = sum(dataset["splits"].get(split, 0) for split in SPLITS)
+    if n_images is not None and wanted > n_images:
+        raise ConfigError(
+            f"config keys datasets.{name}.splits and datasets.{name}.source.n_images: the splits "
+            f"ask for {wanted} images, the source makes {n_images}"
+        )
+
+
+def _check_dmdiff_size(name: str, spec: Mapping[str, Any], size: list) -> None:
+    """The scene must pass the UNet restorer's and the tiny base's downsamplings (and, for the
+    base's pretraining, be square): models.restorer and models.dmdiff.pretrain refuse it after
+    the measurements are simulated."""
+    key = f"datasets.{name}.image_size"
+    restorer = spec.get("restorer")
+    if restorer is not None:
+        factor = 2 ** (len(restorer["block_channels"]) - 1)
+        if any(side % factor for side in size):
+            raise ConfigError(
+                f"config keys {key} and datasets.{name}.dmdiff.restorer.block_channels: the UNet "
+                f"restorer halves the image {factor.bit_length() - 1} times, so each side of {size} "
+                f"must be a multiple of {factor}"
+            )
+    if spec["base"]["path"] is not None:
+        return
+    pretrain = spec["base"]["pretrain"]
+    factor = 2 ** (len(pretrain["vae_channels"]) - 1 + len(pretrain["unet_channels"]) - 1)
+    if size[0] != size[1] or size[0] % factor:
+        raise ConfigError(
+            f"config keys {key} and datasets.{name}.dmdiff.base.pretrain: the tiny base pretrains "
+            f"on square images whose side is a multiple of {factor} (its VAE and UNet "
+            f"downsamplings), not {size}"
+        )

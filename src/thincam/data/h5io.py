@@ -9,6 +9,7 @@ naming it. Attributes are written in sorted order with fixed HDF5 settings and a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +23,10 @@ from thincam.data.atomic import atomic_file
 from thincam.errors import CorruptFileError
 
 CHECKSUM_PREFIX = "sha256/"
+# Streamed files also hash every block of this many rows (attribute ``sha256_blocks/<name>``), so
+# a reader of a few rows verifies those blocks only (:func:`read_rows`).
+BLOCK_ROWS = 256
+BLOCK_PREFIX = "sha256_blocks/"
 CONTRACT_ATTR = "thincam_contract"
 
 
@@ -77,6 +82,71 @@ def atomic_write_h5(
     return path
 
 
+class RowWriter:
+    """Rows of one dataset of known shape, appended in order, hashed as they arrive.
+
+    The digest equals :func:`array_sha256` of the whole array (dtype, shape, then the C-ordered
+    bytes, row after row), so a streamed file verifies exactly like one written at once.
+    """
+
+    def __init__(self, handle, name: str, shape: tuple[int, ...], dtype) -> None:
+        self.dataset = handle.create_dataset(name, shape=shape, dtype=dtype, track_times=False)
+        self.name, self.shape, self.dtype = name, tuple(shape), np.dtype(dtype)
+        self.digest = hashlib.sha256()
+        self.digest.update(str(self.dtype.str).encode())
+        self.digest.update(str(self.shape).encode())
+        self.blocks: list[str] = []
+        self.block = hashlib.sha256()
+        self.filled = 0
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.shape[1:] or self.filled + len(rows) > self.shape[0]:
+            raise ValueError(f"dataset {self.name!r}: rows {rows.shape} do not fit {self.shape} at row {self.filled}")
+        self.dataset[self.filled : self.filled + len(rows)] = rows
+        self.digest.update(rows.reshape(-1).view(np.uint8))
+        start = 0
+        while start < len(rows):  # split the rows at block boundaries
+            take = min(len(rows) - start, BLOCK_ROWS - self.filled % BLOCK_ROWS)
+            self.block.update(rows[start : start + take].reshape(-1).view(np.uint8))
+            self.filled += take
+            start += take
+            if self.filled % BLOCK_ROWS == 0 or self.filled == self.shape[0]:
+                self.blocks.append(self.block.hexdigest())
+                self.block = hashlib.sha256()
+
+
+@contextlib.contextmanager
+def streaming_h5(
+    path: str | os.PathLike,
+    shapes: Mapping[str, tuple[tuple[int, ...], Any]],
+    contract: str | None = None,
+):
+    """Yield ``(writers, attrs)`` for an HDF5 file written row by row: ``writers[name].append``
+    each dataset's rows in order, fill the ``attrs`` dict; on leaving, every dataset must be full,
+    the checksums and attributes are written and the file is renamed into place.
+
+    For outputs larger than memory (a release's captures): only one chunk of rows is held at once.
+    :func:`read_h5` verifies it like a file of :func:`atomic_write_h5`; the same rows and
+    attributes give the same bytes.
+    """
+    import h5py
+
+    attrs: dict[str, Any] = {}
+    with atomic_file(path) as tmp_name, h5py.File(tmp_name, "w", track_order=True) as handle:
+        writers = {name: RowWriter(handle, name, *shapes[name]) for name in sorted(shapes)}
+        yield writers, attrs
+        for name, writer in writers.items():
+            if writer.filled != writer.shape[0]:
+                raise ValueError(f"{path}: dataset {name!r} has {writer.filled} of {writer.shape[0]} rows")
+            handle.attrs[CHECKSUM_PREFIX + name] = writer.digest.hexdigest()
+            handle.attrs[BLOCK_PREFIX + name] = json.dumps(writer.blocks)
+        for key in sorted(attrs):
+            handle.attrs[key] = _attr_value(attrs[key])
+        if contract is not None:
+            handle.attrs[CONTRACT_ATTR] = contract
+
+
 def read_h5(
     path: str | os.PathLike,
     names: list[str] | None = None,
@@ -112,7 +182,71 @@ def read_h5(
                     raise CorruptFileError(f"{path}: dataset {name!r} has no checksum")
                 if array_sha256(arrays[name]) != expected:
                     raise CorruptFileError(f"{path}: checksum mismatch in dataset {name!r}")
-    return arrays, {k: v for k, v in attrs.items() if not k.startswith(CHECKSUM_PREFIX)}
+    return arrays, {k: v for k, v in attrs.items() if not k.startswith((CHECKSUM_PREFIX, BLOCK_PREFIX))}
+
+
+def read_rows(
+    path: str | os.PathLike, names: list[str], rows: np.ndarray, contract: str | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``rows`` (sorted row numbers) of datasets ``names``, reading one block of
+    :data:`BLOCK_ROWS` rows at a time and verifying each block it reads: memory holds the chosen
+    rows and one block, not the file. A file without block checksums (written at once, hence
+    small) is read whole and verified by :func:`read_h5`.
+    """
+    import h5py
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) > 1 and not (np.diff(rows) > 0).all():
+        raise ValueError("read_rows needs strictly increasing row numbers")
+    _, attrs_all = read_h5(path, names=[], contract=contract)
+    with h5py.File(path, "r") as handle:
+        blocked = all(BLOCK_PREFIX + name in handle.attrs for name in names)
+        if blocked:
+            arrays = {name: _verified_rows(path, handle, name, rows) for name in names}
+    if not blocked:
+        whole, _ = read_h5(path, names=names, contract=contract)
+        arrays = {name: whole[name][rows] for name in names}
+    return arrays, attrs_all
+
+
+def dataset_names(path: str | os.PathLike) -> list[str]:
+    """The names of a file's datasets, without reading them."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return list(handle.keys())
+    except OSError as err:
+        raise CorruptFileError(f"{path}: not a readable HDF5 file ({err})") from err
+
+
+def n_rows(path: str | os.PathLike, name: str) -> int:
+    """The length of dataset ``name`` without reading it."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return int(handle[name].shape[0])
+    except (OSError, KeyError) as err:
+        raise CorruptFileError(f"{path}: no readable dataset {name!r} ({err})") from err
+
+
+def _verified_rows(path, handle, name: str, rows: np.ndarray) -> np.ndarray:
+    if name not in handle:
+        raise CorruptFileError(f"{path}: dataset {name!r} is missing")
+    dataset = handle[name]
+    digests = json.loads(_decode_attr(handle.attrs[BLOCK_PREFIX + name]))
+    out = np.empty((len(rows), *dataset.shape[1:]), dtype=dataset.dtype)
+    if len(rows) and (rows[0] < 0 or rows[-1] >= dataset.shape[0]):
+        raise ValueError(f"{path}: rows outside 0..{dataset.shape[0] - 1} of {name!r}")
+    for block in np.unique(rows // BLOCK_ROWS):
+        start = int(block) * BLOCK_ROWS
+        data = np.ascontiguousarray(dataset[start : start + BLOCK_ROWS])
+        if hashlib.sha256(data.reshape(-1).view(np.uint8)).hexdigest() != digests[int(block)]:
+            raise CorruptFileError(f"{path}: checksum mismatch in rows {start}.. of dataset {name!r}")
+        chosen = (rows >= start) & (rows < start + BLOCK_ROWS)
+        out[chosen] = data[rows[chosen] - start]
+    return out
 
 
 def _decode_attr(value: Any) -> Any:

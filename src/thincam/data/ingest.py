@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from thincam.data.layouts import center_crop, orient
+from thincam.data.layouts import center_crop, demosaic_rggb, layout, release_view, sensor_window
+from thincam.data.sources import resize_image
 from thincam.errors import BadInputError
 
 # Each corner window is 1/CORNER_DIVISOR of the frame side (the 'corner' background's windows).
@@ -26,6 +27,7 @@ class PreparedCapture(NamedTuple):
 
     y: np.ndarray  # [C,Hs,Ws], max-normalised
     noise_sigma: float
+    frame_shape: tuple[int, int]  # the frame's [H, W] before downsampling and crop
 
 
 def corner_windows(image: np.ndarray) -> list[np.ndarray]:
@@ -55,6 +57,22 @@ def corner_noise_sigma(image: np.ndarray) -> float:
     return float(MAD_TO_STD * np.median(np.abs(values - np.median(values))) / np.sqrt(2.0))
 
 
+def read_release_frame(
+    path: Path, fmt: str | None, *, bit_depth=None, bit_depth_key: str = "bit_depth", window=None
+) -> np.ndarray:
+    """One capture [C,H,W] as the release's own loader sees it: read, demosaicked when the
+    release stores raw mosaics, in RGB order and upright, cut to the sensor ``window``."""
+    from thincam.optics.capture import load_image
+
+    spec = layout(fmt) if fmt is not None else None
+    image = load_image(
+        path, bit_depth=bit_depth, bit_depth_key=bit_depth_key, clip_negative=bool(spec and spec.clip_negative)
+    )
+    if spec is not None and spec.bayer:
+        image = demosaic_rggb(image, path)
+    return sensor_window(release_view(image, fmt), window, path)
+
+
 def prepare_capture(
     path: Path,
     *,
@@ -66,6 +84,7 @@ def prepare_capture(
     bit_depth_key: str = "bit_depth",
     crop=None,
     fmt: str | None = None,
+    window=None,
 ) -> PreparedCapture:
     """Background-subtracted, area-downsampled, centre-cropped, max-normalised capture [C,Hs,Ws],
     and its corner-noise std (:func:`corner_noise_sigma` of the raw frame) in the same units.
@@ -74,11 +93,8 @@ def prepare_capture(
     """
     from skimage.measure import block_reduce
 
-    from thincam.optics.capture import load_image
-
-    image = load_image(path, bit_depth=bit_depth, bit_depth_key=bit_depth_key)
-    if fmt is not None:
-        image = orient(image, fmt)
+    image = read_release_frame(path, fmt, bit_depth=bit_depth, bit_depth_key=bit_depth_key, window=window)
+    frame_shape = tuple(int(s) for s in image.shape[-2:])
     if image.shape[0] == 1 and channels == 3:
         image = np.repeat(image, 3, axis=0)
     noise_sigma = corner_noise_sigma(image) / downsample
@@ -92,10 +108,37 @@ def prepare_capture(
         image = center_crop(image, crop)
     if tuple(image.shape[-2:]) != tuple(sensor_shape):
         raise BadInputError(
-            f"{path}: capture is {tuple(image.shape[-2:])} after downsampling by {downsample} and crop {crop}, "
-            f"but the camera's sensor is {tuple(sensor_shape)}"
+            f"{path}: capture is {tuple(image.shape[-2:])} after window {window}, downsampling by {downsample} "
+            f"and crop {crop}, but the camera's sensor is {tuple(sensor_shape)}"
         )
     peak = image.max()
     if not peak > 0:
         raise BadInputError(f"{path}: capture is all zero after background subtraction")
-    return PreparedCapture((image / peak).astype(np.float32), float(noise_sigma / peak))
+    return PreparedCapture((image / peak).astype(np.float32), float(noise_sigma / peak), frame_shape)
+
+
+def prepare_reference(
+    path: Path, *, fmt: str | None, capture_frame: tuple[int, int], downsample: int, crop, image_shape
+) -> np.ndarray:
+    """A reference [3,H,W] in [0,1] on the reconstruction grid, seen as the release's loader sees it.
+
+    A release whose reference and capture frames cover the same field of view at different
+    resolutions (DMDiff: 512 px references, 400 px captures) has the reference resized onto the
+    capture's frame first, then downsampled and cropped exactly like the capture: cropping each
+    on its own grid would cover different parts of the scene. Otherwise the reference is cropped
+    by ``crop`` when given (pixel-aligned pairs) and resized to ``image_shape``.
+    """
+    from thincam.optics.capture import load_image
+
+    ref = release_view(load_image(path), fmt)
+    ref = np.repeat(ref, 3, axis=0) if ref.shape[0] == 1 else ref[:3]
+    if fmt is not None and layout(fmt).register_reference:
+        ref = resize_image(ref, capture_frame)
+        if downsample > 1:
+            h, w = (s - s % downsample for s in ref.shape[-2:])
+            ref = ref[:, :h, :w].reshape(3, h // downsample, downsample, w // downsample, downsample).mean(axis=(2, 4))
+    if crop is not None:
+        ref = center_crop(ref, crop)
+    if tuple(ref.shape[-2:]) != tuple(image_shape):
+        ref = resize_image(ref, image_shape)
+    return ref.clip(0, 1).astype(np.float32)

@@ -7,9 +7,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from thincam.data.layouts import IMAGE_SUFFIXES
 from thincam.errors import BadInputError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
 
 # Colour photographs of scenes that scikit-image ships inside the package (no download needed).
 # Not hubble_deep_field: a star field is near-black everywhere and shows nothing of a restoration.
@@ -97,32 +96,43 @@ def rgb_crops(shape: tuple[int, int], n_images: int, seed: int, short_side: int 
     return np.stack(crops).clip(0, 1).astype(np.float32)
 
 
-def folder_images(path: str, shape: tuple[int, int], channels: int = 3) -> np.ndarray:
-    """Every image in a folder (sorted by name), resized to ``shape``."""
-    from thincam.optics.capture import load_image
+class FileSource:
+    """Clean images read from files on demand, resized to ``shape``: a source larger than memory
+    (FFHQ: 70 000 faces, 8.7 GB at 256 px as float32) is read a batch at a time."""
 
+    def __init__(self, files: list[Path], shape: tuple[int, int], channels: int = 3) -> None:
+        self.files, self.shape, self.channels = files, shape, channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, indices) -> np.ndarray:
+        from thincam.optics.capture import load_image
+
+        images = np.empty((len(indices), self.channels, *self.shape), dtype=np.float32)
+        for k, i in enumerate(indices):
+            image = load_image(self.files[int(i)])
+            image = np.repeat(image, 3, axis=0) if image.shape[0] == 1 and self.channels == 3 else image
+            images[k] = resize_image(image[: self.channels], self.shape).clip(0, 1)
+        return images
+
+
+def folder_images(path: str, shape: tuple[int, int], channels: int = 3) -> FileSource:
+    """Every image in a folder (sorted by name), resized to ``shape``."""
     folder = Path(path)
     if not folder.is_dir():
         raise BadInputError(f"{folder}: image folder does not exist")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise BadInputError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    images = []
-    for file in files:
-        image = load_image(file)
-        if image.shape[0] == 1 and channels == 3:
-            image = np.repeat(image, 3, axis=0)
-        images.append(resize_image(image[:channels], shape))
-    return np.stack(images).clip(0, 1).astype(np.float32)
+    return FileSource(files, shape, channels)
 
 
-def ffhq_images(path: str, shape: tuple[int, int], n_images: int | None = None) -> np.ndarray:
+def ffhq_images(path: str, shape: tuple[int, int], n_images: int | None = None) -> FileSource:
     """The first ``n_images`` FFHQ faces by path, RGB [N,3,H,W] in [0,1].
 
     The release keeps its PNGs in thousand-image subfolders (``00000/00000.png``); a flat folder works too.
     """
-    from thincam.optics.capture import load_image
-
     folder = Path(path)
     if not folder.is_dir():
         raise BadInputError(f"{folder}: FFHQ folder does not exist")
@@ -136,12 +146,7 @@ def ffhq_images(path: str, shape: tuple[int, int], n_images: int | None = None) 
         if len(files) < n_images:
             raise BadInputError(f"{folder}: {len(files)} images, the config asks for {n_images}")
         files = files[:n_images]
-    images = np.empty((len(files), 3, *shape), dtype=np.float32)
-    for k, file in enumerate(files):
-        image = load_image(file)
-        image = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image[:3]
-        images[k] = resize_image(image, shape).clip(0, 1)
-    return images
+    return FileSource(files, shape)
 
 
 def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
@@ -155,8 +160,9 @@ def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     return gray.clip(0, 1).astype(np.float32)
 
 
-def load_source(source: Mapping[str, Any], shape: tuple[int, int], seed: int) -> np.ndarray:
-    """Clean images [N,3,H,W] in [0,1] for a dataset's ``source`` config entry."""
+def load_source(source: Mapping[str, Any], shape: tuple[int, int], seed: int) -> np.ndarray | FileSource:
+    """Clean images [N,3,H,W] in [0,1] for a dataset's ``source`` config entry: an array for the
+    small built-in sources, a :class:`FileSource` (indexed like one, read on demand) for folders."""
     kind = source["kind"]
     if kind == "skimage_faces":
         return lfw_faces(shape)

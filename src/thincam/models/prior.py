@@ -42,6 +42,9 @@ WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.
 LOSS_CSV = "loss.csv"
 PRIOR_JSON = "prior.json"
 ADM_MANIFEST = "adm.json"
+# prior_facts of both ADM architectures (thincam.models.adm): RGB and guided-diffusion's 1000
+# training timesteps; DeepInverse's DiffUNet pads any image size itself (none to halve).
+ADM_FACTS = {"channels": 3, "halvings": 0, "num_train_timesteps": 1000}
 
 
 def prior_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -182,6 +185,30 @@ def _locate(path: Path) -> tuple[Path, Path, Path]:
     if not schedulers:
         raise MissingWeightsError(f"prior {path}: no scheduler_config.json in {path / 'scheduler'} or {path}; {hint}")
     return unet_dir, weights[0], schedulers[0]
+
+
+def prior_facts(path: str | os.PathLike) -> dict[str, int]:
+    """Image channels, 2x downsamplings and training timesteps of a local diffusers prior, read
+    from its config files (no weights loaded): what a config must agree with before any job."""
+    unet_dir, _, scheduler_file = _locate(Path(path))
+    unet = json.loads((unet_dir / "config.json").read_text())
+    scheduler = json.loads(scheduler_file.read_text())
+    return {
+        "channels": int(unet.get("in_channels", 3)),  # diffusers' defaults where a key is absent
+        "halvings": len(unet.get("down_block_types", [None] * 4)) - 1,
+        "num_train_timesteps": int(scheduler.get("num_train_timesteps", 1000)),
+    }
+
+
+def trained_prior_facts(cfg: Mapping[str, Any] | None, channels: int) -> dict[str, int]:
+    """:func:`prior_facts` of the prior :func:`train_prior` makes from ``cfg`` on images of
+    ``channels`` channels (its last UNet level does not downsample)."""
+    cfg = prior_config(cfg)
+    return {
+        "channels": channels,
+        "halvings": len(cfg["block_out_channels"]) - 1,
+        "num_train_timesteps": int(cfg["num_train_timesteps"]),
+    }
 
 
 def _adm_manifest(path: Path) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from thincam.errors import BadInputError
-from thincam.optics.capture import calibrate_capture_psf
+from thincam.optics.capture import MAX_SATURATED_SHARE, calibrate_capture_psf, check_capture_psf
 from thincam.optics.masks import phase_contour_psf, random_diffuser_psf, sparse_dots_psf
 from thincam.optics.metalens import fwhm_map, metalens_psf_grid
 
@@ -119,6 +119,28 @@ def _simulate(camera: Mapping[str, Any], size: tuple[int, int], where: str) -> d
     }
 
 
+def _capture_args(camera: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The arguments a capture camera's config entry gives both the calibration and its check."""
+    return {
+        "dark_path": camera["dark_path"],
+        "bit_depth": camera["bit_depth"],
+        "background": camera["background"],
+        "downsample": camera["downsample"],
+        "size": tuple(int(v) for v in camera["size"]),
+        "center": bool(camera["center"]),
+        "max_saturated": float(camera.get("max_saturated", MAX_SATURATED_SHARE)),
+        "key": key,
+        "fmt": camera.get("format"),
+        "window": camera.get("window"),
+    }
+
+
+def check_capture_camera(camera: Mapping[str, Any], key: str) -> None:
+    """Refuse, before any job, a capture camera whose PSF frame is saturated or does not fit
+    ``size`` at its ``downsample`` (``key``: cameras.<name>)."""
+    check_capture_psf(camera["path"], **_capture_args(camera, key))
+
+
 def camera_psf(
     camera: Mapping[str, Any], where: str, key: str = "camera"
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -144,15 +166,7 @@ def camera_psf(
         source = str(camera["path"])
         where = f"{where} (capture {source})"
         psf, info = calibrate_capture_psf(
-            source,
-            dark_path=camera["dark_path"],
-            bit_depth=camera["bit_depth"],
-            background=camera["background"],
-            hot_pixel_sigma=float(camera["hot_pixel_sigma"]),
-            downsample=camera["downsample"],
-            size=size,
-            center=bool(camera["center"]),
-            bit_depth_key=f"{key}.bit_depth",
+            source, hot_pixel_sigma=float(camera["hot_pixel_sigma"]), **_capture_args(camera, key)
         )
         datasets = {"psf": _match_channels(psf, channels, where)}
         background = info["background"]
@@ -161,6 +175,8 @@ def camera_psf(
             downsample=int(info["downsample"]),
             background=json.dumps(background) if background != "none" else "none",
             n_hot_pixels=int(info["n_hot_pixels"]),
+            n_saturated=int(info["n_saturated"]),
+            energy_kept=float(info["energy_kept"]),
         )
     else:
         try:

@@ -22,4 +22,10 @@ def calibrate_psf(camera: Mapping[str, Any], out_path: str | os.PathLike) -> Non
     datasets, attrs = camera_psf(camera, where=f"camera for {out_path}", key=key)
     attrs["spectrum"] = psf_spectrum_spread(datasets["psf"])
     log.info("%s: |H| spread %s", out_path, json.dumps(attrs["spectrum"]))
+    if "n_saturated" in attrs:  # a captured PSF: say what the frame cost, a warning if clipped
+        (log.warning if attrs["n_saturated"] else log.info)(
+            "%s: %d pixel values of %s at full scale (limit: %s.max_saturated); the crop keeps "
+            "%.1f%% of the PSF's energy",
+            out_path, attrs["n_saturated"], attrs["source"], key, 100 * attrs["energy_kept"],
+        )
     atomic_write_h5(out_path, datasets, attrs, contract="psf")

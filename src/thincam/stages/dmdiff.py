@@ -37,17 +37,32 @@ def n_paired(n_train: int, n_unpaired: int) -> int:
     return n_train - int(n_unpaired)
 
 
+def _release_unpaired(data_path, pseudo: np.ndarray) -> int:
+    """``unpaired: release``: the images whose captures the release marks as pseudo, which
+    ingestion puts last; their captures are the authors' model output, never a camera's."""
+    count = int(pseudo.sum())
+    if count and not pseudo[len(pseudo) - count :].all():
+        raise BadInputError(f"{data_path}: the pseudo-flagged images are not the last of the training split")
+    return count
+
+
 def read_fwhm(psf_path: str | os.PathLike) -> np.ndarray:
     """The per-field FWHM grid [gy, gx] (pixels) of a metalens PSF file: SVDA's PSF input."""
     arrays, _ = read_h5(psf_path, ["fwhm"], contract="psf")
     return arrays["fwhm"]
 
 
-def _train_arrays(data_path: str | os.PathLike, names: list[str]) -> dict[str, np.ndarray]:
-    arrays, attrs = read_h5(data_path, names, contract="dataset")
+def _train_arrays(
+    data_path: str | os.PathLike, names: list[str], n_unpaired: int | str = 0
+) -> tuple[dict[str, np.ndarray], int]:
+    """The training split's ``names`` and how many leading images are real pairs."""
+    release = n_unpaired == "release"
+    arrays, attrs = read_h5(data_path, names + (["pseudo"] if release else []), contract="dataset")
     if attrs.get("split") != "train":
         raise BadInputError(f"{data_path}: DMDiff trains on a train split, got {attrs.get('split')!r}")
-    return arrays
+    if release:
+        n_unpaired = _release_unpaired(data_path, arrays.pop("pseudo"))
+    return arrays, n_paired(len(arrays[names[0]]), n_unpaired)
 
 
 def pretrain_dmdiff_base(
@@ -56,7 +71,7 @@ def pretrain_dmdiff_base(
     """The ``pretrain_dmdiff_base`` rule: the tiny base on every clean training image."""
     from thincam.models.dmdiff import pretrain
 
-    pretrain.pretrain_dmdiff_base(_train_arrays(data_path, ["x"])["x"], out_dir, dict(cfg), seed)
+    pretrain.pretrain_dmdiff_base(_train_arrays(data_path, ["x"])[0]["x"], out_dir, dict(cfg), seed)
 
 
 def train_dmdiff(
@@ -66,7 +81,7 @@ def train_dmdiff(
     out_dir: str | os.PathLike,
     cfg: Mapping[str, Any],
     seed: int,
-    n_unpaired: int,
+    n_unpaired: int | str,
     pseudo_pairs: str | os.PathLike | None = None,
     device: str = "cpu",
 ) -> None:
@@ -75,8 +90,7 @@ def train_dmdiff(
     from thincam.models.dmdiff import train
     from thincam.models.dmdiff.pseudo import PSEUDO_CONTRACT
 
-    arrays = _train_arrays(data_path, ["x", "y"])
-    n = n_paired(len(arrays["x"]), n_unpaired)
+    arrays, n = _train_arrays(data_path, ["x", "y"], n_unpaired)
     pairs, record = None, {"asked": False, "used": False}
     if pseudo_pairs is not None:
         pseudo, attrs = read_h5(pseudo_pairs, ["y_pseudo", "x_clean"], contract=PSEUDO_CONTRACT)
@@ -126,7 +140,7 @@ def pseudo_pairs(
     data_path: str | os.PathLike,
     psf_path: str | os.PathLike,
     out_h5: str | os.PathLike,
-    n_unpaired: int,
+    n_unpaired: int | str,
     min_gain_db: float,
     device: str = "cpu",
 ) -> None:
@@ -134,8 +148,7 @@ def pseudo_pairs(
     their quality against the true captures (attribute ``quality``, :func:`pseudo_quality`)."""
     from thincam.models.dmdiff.pseudo import PSEUDO_CONTRACT, make_pseudo_pairs
 
-    arrays = _train_arrays(data_path, ["x", "y", "index"])
-    n = n_paired(len(arrays["x"]), n_unpaired)
+    arrays, n = _train_arrays(data_path, ["x", "y", "index"], n_unpaired)
     if n == len(arrays["x"]):
         raise BadInputError(f"{data_path}: dmdiff unpaired is 0, so there is nothing to pseudo-pair")
     pairs, attrs = make_pseudo_pairs(
@@ -157,13 +170,12 @@ def train_unet(
     cfg: Mapping[str, Any],
     loss: Mapping[str, Any],
     seed: int,
-    n_unpaired: int,
+    n_unpaired: int | str,
     device: str = "cpu",
 ) -> None:
     """The ``train_unet`` rule: the supervised UNet baseline on the same real pairs as DMDiff
     (the leading training images), with DMDiff's loss."""
     from thincam.models.restorer import train_restorer
 
-    arrays = _train_arrays(data_path, ["x", "y"])
-    n = n_paired(len(arrays["x"]), n_unpaired)
+    arrays, n = _train_arrays(data_path, ["x", "y"], n_unpaired)
     train_restorer((arrays["y"][:n], arrays["x"][:n]), out_dir, dict(cfg), dict(loss), seed, device)

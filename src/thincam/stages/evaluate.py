@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from thincam.data.atomic import write_csv_atomic
-from thincam.data.h5io import read_h5
+from thincam.data.h5io import BLOCK_ROWS, dataset_names, n_rows, read_h5, read_rows
 from thincam.errors import BadInputError
 from thincam.logs import progress
 from thincam.metrics import fidelity
@@ -40,9 +40,10 @@ _BATCH = 16
 
 
 def _check_match(
-    recon: dict, recon_attrs: dict, data: dict, data_attrs: dict, recon_path, data_path
+    recon: dict, recon_attrs: dict, data: dict, data_attrs: dict, recon_path, data_path, first_row: int = 0
 ) -> None:
-    """Reject a recon file that is not a reconstruction of exactly this dataset file."""
+    """Reject a recon file that is not a reconstruction of exactly this dataset file (checked on
+    the block of rows starting at ``first_row``)."""
     pair = f"{recon_path} does not match {data_path}"
     for name in ("y", "index"):
         if name not in data:
@@ -68,7 +69,7 @@ def _check_match(
         )
     bad = np.flatnonzero(~np.isfinite(xhat).all(axis=(1, 2, 3)))
     if bad.size:
-        raise BadInputError(f"{recon_path}: xhat has non-finite values in images {bad.tolist()}")
+        raise BadInputError(f"{recon_path}: xhat has non-finite values in images {(bad + first_row).tolist()}")
 
 
 def _apply(
@@ -98,19 +99,54 @@ def evaluate_reconstruction(
     ``forward`` maps xhat [B,C,H,W] to the measurement grid (the camera's A); without it
     consistency is left empty. ``metrics`` lets one job evaluate many files with one loaded set.
     ``scaling`` (:data:`thincam.registry.SCALINGS`) applies to xhat and x before the image
-    metrics.
+    metrics. Both files are read one block of rows at a time (:func:`thincam.data.h5io.read_rows`):
+    every metric is per image, and a split need not fit in memory.
     """
-    recon, recon_attrs = read_h5(recon_path, names=["xhat", "latency_s", "index"], contract="recon")
-    data, data_attrs = read_h5(data_path, contract="dataset")
-    _check_match(recon, recon_attrs, data, data_attrs, recon_path, data_path)
+    _, recon_attrs = read_h5(recon_path, names=[], contract="recon")
+    _, data_attrs = read_h5(data_path, names=[], contract="dataset")
+    data_names = [name for name in ("x", "y", "index") if name in dataset_names(data_path)]
+    for name in ("y", "index"):
+        if name not in data_names:
+            raise BadInputError(f"{data_path}: dataset {name!r} missing")
+    n_data = n_rows(data_path, "index")
+    lengths = [n_rows(recon_path, name) for name in ("xhat", "latency_s", "index")]
+    if lengths != [n_data] * 3:
+        raise BadInputError(
+            f"{recon_path} does not match {data_path}: {lengths[0]} reconstructions, ({lengths[1]},) latencies, "
+            f"{lengths[2]} indices for {n_data} images"
+        )
+    if forward is None:
+        log.warning("%s: no forward operator given; consistency left empty", recon_path)
+    metrics = metrics if metrics is not None else PerceptualMetrics(weights_dir, device=device)
+    tables, lo, hi = [], np.inf, -np.inf
+    for block in range(0, n_data, BLOCK_ROWS):
+        rows = np.arange(block, min(block + BLOCK_ROWS, n_data))
+        recon, _ = read_rows(recon_path, ["xhat", "latency_s", "index"], rows, contract="recon")
+        data, _ = read_rows(data_path, data_names, rows, contract="dataset")
+        _check_match(recon, recon_attrs, data, data_attrs, recon_path, data_path, first_row=block)
+        table, block_lo, block_hi = _block_table(recon, data, forward, metrics, scaling, device, recon_path, data_path)
+        tables.append(table)
+        lo, hi = min(lo, block_lo), max(hi, block_hi)
+    if lo < -0.01 or hi > 1.01:
+        log.warning(
+            "%s: xhat (scaling %s) spans [%.3g, %.3g], not [0,1]; metrics see it clipped",
+            recon_path, scaling, lo, hi,
+        )  # fmt: skip
+    if not tables:
+        return pd.DataFrame({name: [] for name in COLUMNS}, columns=COLUMNS)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _block_table(
+    recon, data, forward, metrics, scaling, device, recon_path, data_path
+) -> tuple[pd.DataFrame, float, float]:
+    """The metric rows of one block of images, and the block's range of scaled xhat."""
     xhat = recon["xhat"].astype(np.float32)
     n = len(xhat)
     nan = np.full(n, np.nan)
     # Consistency first: a wrong operator should fail before the slow metrics run.
-    if forward is None:
-        log.warning("%s: no forward operator given; consistency left empty", recon_path)
-        consistency = nan
-    else:
+    consistency = nan
+    if forward is not None:
         a_xhat = _apply(forward, xhat, device)
         if a_xhat.shape != data["y"].shape:
             raise BadInputError(
@@ -122,22 +158,15 @@ def evaluate_reconstruction(
         except BadInputError as err:
             raise BadInputError(f"{data_path}: {err}") from err
     scaled = fidelity.scale_per_image(xhat, scaling)
-    lo, hi = float(scaled.min()), float(scaled.max())
-    if lo < -0.01 or hi > 1.01:
-        log.warning(
-            "%s: xhat (scaling %s) spans [%.3g, %.3g], not [0,1]; metrics see it clipped",
-            recon_path, scaling, lo, hi,
-        )
     shown = np.clip(scaled, 0.0, 1.0)
     x = fidelity.scale_per_image(data["x"], scaling) if "x" in data else None
     table: dict[str, Any] = {"index": data["index"].astype(np.int64)}
     table["psnr"] = fidelity.psnr(shown, x) if x is not None else nan
     table["ssim"] = fidelity.ssim(shown, x) if x is not None else nan
-    metrics = metrics if metrics is not None else PerceptualMetrics(weights_dir, device=device)
     table.update(metrics(shown, x))
     table["consistency"] = consistency
     table["latency_s"] = recon["latency_s"].astype(np.float64)
-    return pd.DataFrame(table, columns=COLUMNS)
+    return pd.DataFrame(table, columns=COLUMNS), float(scaled.min()), float(scaled.max())
 
 
 def evaluate(

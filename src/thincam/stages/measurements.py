@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from typing import Any, Mapping
 
 import numpy as np
 
-from thincam.data.h5io import atomic_write_h5, json_attr, read_h5
-from thincam.data.ingest import NOISE_ESTIMATOR, prepare_capture
-from thincam.data.layouts import center_crop, find_pairs, orient
+from thincam.data.h5io import json_attr, read_h5, streaming_h5
+from thincam.data.ingest import NOISE_ESTIMATOR, prepare_capture, prepare_reference
+from thincam.data.layouts import find_pairs, layout, published_split
 from thincam.data.simulate import check_finite, operator_spec, stable_seed
-from thincam.data.sources import resize_image, to_channels
-from thincam.data.splits import split_indices
+from thincam.data.sources import to_channels
+from thincam.data.splits import split_from_published, split_indices
 from thincam.errors import BadInputError
-from thincam.optics.capture import load_image
 from thincam.registry import SPLITS
 from thincam.stages.common import load_operator
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 # a prior is trained on (the 99.5th, not the maximum, so a few ringing pixels do not set it).
 ANCHOR_PERCENTILE = 99.5
 NOISE_KEYS = ("poisson_gain", "gaussian_sigma", "bit_depth")
+# A source path per image: UTF-8, up to 255 bytes (a release's relative paths are far shorter).
+SOURCE_DTYPE = np.dtype("S255")
 
 
 def resolve_noise(noise: Mapping[str, Any], capture_path: str | None, name: str) -> dict[str, Any]:
@@ -62,7 +65,8 @@ def simulate_measurements(
     monochrome PSF), ``y`` = noisy quantised A x, ``index``.
 
     ``noise_capture_path``: the capture dataset file whose corner-noise estimate sets
-    ``gaussian_sigma`` (``noise.gaussian_sigma_from``).
+    ``gaussian_sigma`` (``noise.gaussian_sigma_from``). Images are read, simulated and written
+    ``batch_size`` at a time: a folder source (FFHQ) need not fit in memory.
     """
     import torch
     from thincam.logs import progress
@@ -74,8 +78,6 @@ def simulate_measurements(
     psf_arrays, _ = read_h5(psf_path, names=["psf"], contract="psf")
     channels, psf_shape = psf_arrays["psf"].shape[0], tuple(psf_arrays["psf"].shape[-2:])
     images = load_source(dataset["source"], image_shape, seed=stable_seed(seed, name, "source"))
-    images = to_channels(images, channels)
-    check_finite(images, f"image source of dataset {name!r}")
     spec = operator_spec(dataset["operator"], psf_shape, image_shape)
     physics = load_operator(psf_path, spec)
     noise = resolve_noise(dataset["noise"], noise_capture_path, name)
@@ -83,121 +85,199 @@ def simulate_measurements(
     splits = split_indices(
         len(images), dataset["splits"], stable_seed(seed, name, "splits"), key=f"datasets.{name}.splits"
     )
-    for split in SPLITS:
-        index = splits[split]
-        generator = torch.Generator().manual_seed(stable_seed(seed, name, split, "noise"))
-        measurements = []
-        for start in progress(range(0, len(index), batch_size), f"simulate {name}/{split}"):
-            x = torch.from_numpy(images[index[start : start + batch_size]])
-            with torch.no_grad():
-                clean = physics.A(x)
-            measurements.append(sensor_noise(clean, generator=generator, **sensor).numpy())
-        y = (
-            np.concatenate(measurements)
-            if measurements
-            else np.zeros((0, channels, *spec["sensor_shape"]), np.float32)
-        )
-        atomic_write_h5(
-            out_paths[split],
-            {"x": images[index], "y": y.astype(np.float32), "index": index},
-            attrs={
-                "dataset": name,
-                "camera": dataset["camera"],
-                "split": split,
-                "operator": spec,
-                "noise": noise,
-                "seed": seed,
-                "source": dict(dataset["source"]),
-            },
-            contract="dataset",
-        )
+    with contextlib.ExitStack() as stack:  # all three files land, or none
+        for split in SPLITS:
+            index = splits[split]
+            generator = torch.Generator().manual_seed(stable_seed(seed, name, split, "noise"))
+            shapes = {
+                "x": ((len(index), channels, *image_shape), np.float32),
+                "y": ((len(index), channels, *spec["sensor_shape"]), np.float32),
+                "index": ((len(index),), np.int64),
+            }
+            writers, attrs = stack.enter_context(streaming_h5(out_paths[split], shapes, contract="dataset"))
+            for start in progress(range(0, len(index), batch_size), f"simulate {name}/{split}"):
+                chunk = index[start : start + batch_size]
+                clean = to_channels(images[chunk], channels)
+                check_finite(clean, f"image source of dataset {name!r}")
+                with torch.no_grad():
+                    measured = physics.A(torch.from_numpy(clean))
+                writers["x"].append(clean)
+                writers["y"].append(sensor_noise(measured, generator=generator, **sensor).numpy())
+                writers["index"].append(chunk)
+            attrs.update(
+                dataset=name,
+                camera=dataset["camera"],
+                split=split,
+                operator=spec,
+                noise=noise,
+                seed=seed,
+                source=dict(dataset["source"]),
+            )
+
+
+def assign_splits(captures: Mapping[str, Any], sizes: Mapping[str, int], seed: int, name: str):
+    """(pairs per configured split, how they were chosen): the release's published split where it
+    has one (test from its test part; val and train from its training part), else a seeded draw."""
+    fmt, key = captures["format"], f"datasets.{name}.splits"
+    published = published_split(fmt, captures["path"])
+    if published is None:
+        pairs = find_pairs(fmt, captures["path"])
+        chosen = split_indices(len(pairs), sizes, seed, key=key)
+        return {split: [pairs[i] for i in chosen[split]] for split in SPLITS}, {
+            "kind": "seeded random draw over all captures",
+            "n_captures": len(pairs),
+        }
+    assigned, available = split_from_published(published, sizes, seed, key=key, real=lambda pair: not pair.pseudo)
+    n_pseudo = sum(pair.pseudo for pair in published["train"])
+    excluded = sum(pair.pseudo for pair in published["test"])
+    if excluded:
+        log.warning("%s: %d pseudo captures in the published test split are never tested on", name, excluded)
+        assigned["test"] = [pair for pair in assigned["test"] if not pair.pseudo]
+    return assigned, {
+        "kind": f"published {fmt} split (test from its test part; val and train from its training part)",
+        "published_sizes": {**available, **({"train_pseudo": n_pseudo} if n_pseudo else {})},
+        "subset": {
+            split: len(assigned[split]) < available["test" if split == "test" else "train"] for split in SPLITS
+        },
+    }
 
 
 def ingest_captures(
-    psf_path: str, dataset: Mapping[str, Any], name: str, out_paths: Mapping[str, str], seed: int
+    psf_path: str, dataset: Mapping[str, Any], name: str, out_paths: Mapping[str, str], seed: int, chunk: int = 32
 ) -> None:
     """Write the configured splits of a real capture set; references become ``x`` when present.
 
-    Each capture is max-normalised, and with ``captures.normalise: anchor`` rescaled so that
-    the :data:`ANCHOR_PERCENTILE` of its A+y is 1 (a capture's exposure is arbitrary, a prior's
+    Each capture is read as its release's loader reads it (``thincam.data.layouts``), then
+    max-normalised, and with ``captures.normalise: anchor`` rescaled so that the
+    :data:`ANCHOR_PERCENTILE` of its A+y is 1 (a capture's exposure is arbitrary, a prior's
     scenes lie in [0, 1]). The median of the captures' corner-noise estimates, in the same
-    units, is stored in the ``noise`` attribute (``gaussian_sigma_estimate``).
+    units, is stored in the ``noise`` attribute (``gaussian_sigma_estimate``). Per image the file
+    records its source files (``source``, ``reference_source``: paths relative to the release
+    root) and, for a release with pseudo captures, ``pseudo``. The files are streamed, ``chunk``
+    images at a time: a release (Mirflickr: 25 000 pairs, 39 GB as float32) need not fit in memory.
     """
+    from thincam.logs import progress
+
     captures = dataset["captures"]
+    fmt = captures["format"]
     normalise = captures.get("normalise", "peak")
     psf_arrays, _ = read_h5(psf_path, names=["psf"], contract="psf")
-    psf_shape = tuple(psf_arrays["psf"].shape[-2:])
+    channels, psf_shape = psf_arrays["psf"].shape[0], tuple(psf_arrays["psf"].shape[-2:])
     image_shape = tuple(dataset.get("image_size") or psf_shape)
     spec = operator_spec(dataset["operator"], psf_shape, image_shape)
-    pairs = find_pairs(captures["format"], captures["path"])
-    splits = split_indices(
-        len(pairs), dataset["splits"], stable_seed(seed, name, "splits"), key=f"datasets.{name}.splits"
-    )
-    # Only the captures some split uses are read: a release (Mirflickr: 25 000 pairs) can exceed memory.
-    used = np.unique(np.concatenate([splits[split] for split in SPLITS]))
-    position = {int(i): k for k, i in enumerate(used)}
+    assigned, how = assign_splits(captures, dataset["splits"], stable_seed(seed, name, "splits"), name)
+    everything = [pair for split in SPLITS for pair in assigned[split]]
+    has_x = any(pair.reference is not None for pair in everything)
+    has_pseudo = any(pair.pseudo for pair in everything)
+    index_of = {pair.source: i for i, pair in enumerate(find_pairs(fmt, captures["path"]))}
+    register = layout(fmt).register_reference
+    reference_crop = captures.get("crop") if (register or captures.get("crop_references", False)) else None
     physics = load_operator(psf_path, spec) if normalise == "anchor" else None
-    y, x, sigmas = [], [], []
-    for measurement, reference in (pairs[i] for i in used):
-        capture, sigma = prepare_capture(
-            measurement,
+    sigmas: list[float] = []
+
+    def prepared(pair):
+        capture = prepare_capture(
+            pair.measurement,
             bit_depth=captures.get("bit_depth"),
             background=captures.get("background", "corner"),
             downsample=captures.get("downsample", 1),
             sensor_shape=spec["sensor_shape"],
-            channels=psf_arrays["psf"].shape[0],
+            channels=channels,
             bit_depth_key=f"datasets.{name}.captures.bit_depth",
             crop=captures.get("crop"),
-            fmt=captures["format"],
+            fmt=fmt,
+            window=captures.get("window"),
         )
-        check_finite(capture, str(measurement))
+        y, sigma = capture.y, capture.noise_sigma
+        check_finite(y, str(pair.measurement))
         if physics is not None:
-            scale = anchor_scale(physics, capture)
+            scale = anchor_scale(physics, y)
             if not scale > 0:
-                raise BadInputError(f"{measurement}: A+y has no positive values to normalise by")
-            capture, sigma = capture / scale, sigma / scale
-        y.append(capture)
+                raise BadInputError(f"{pair.measurement}: A+y has no positive values to normalise by")
+            y, sigma = y / scale, sigma / scale
         sigmas.append(sigma)
-        if reference is not None:
-            ref = orient(load_image(reference), captures["format"])
-            if captures.get("crop") is not None and captures.get("crop_references", False):
-                ref = center_crop(ref, captures["crop"])
-            ref = np.repeat(ref, 3, axis=0) if ref.shape[0] == 1 else ref[:3]
-            x.append(resize_image(ref, image_shape).clip(0, 1).astype(np.float32))
-    y_all = np.stack(y)
-    x_all = np.stack(x) if x else None
-    estimate = float(np.median(sigmas))
-    noise = {
-        "kind": "real",
-        "gaussian_sigma_estimate": estimate if np.isfinite(estimate) else None,
-        "estimator": NOISE_ESTIMATOR,
-        "n_captures": len(sigmas),
-    }
-    log.info(
-        "%s: sensor noise sigma %.4g (median over %d captures; %s)",
-        name, estimate, len(sigmas), NOISE_ESTIMATOR,
-    )  # fmt: skip
-    for split in SPLITS:
-        index = splits[split]
-        rows = [position[int(i)] for i in index]
-        arrays = {"y": y_all[rows], "index": index}
-        if x_all is not None:
-            arrays["x"] = x_all[rows]
-        atomic_write_h5(
-            out_paths[split],
-            arrays,
-            attrs={
-                "dataset": name,
-                "camera": dataset["camera"],
-                "split": split,
-                "operator": spec,
-                "noise": noise,
-                "normalise": normalise,
-                "seed": seed,
-                "source": [str(m) for m, _ in pairs],
-            },
-            contract="dataset",
-        )
+        x = None
+        if pair.reference is not None:
+            x = prepare_reference(
+                pair.reference,
+                fmt=fmt,
+                capture_frame=capture.frame_shape,
+                downsample=captures.get("downsample", 1),
+                crop=reference_crop,
+                image_shape=image_shape,
+            )
+        return y, x
+
+    def shapes(n: int) -> dict[str, tuple]:
+        out = {
+            "y": ((n, channels, *spec["sensor_shape"]), np.float32),
+            "index": ((n,), np.int64),
+            "source": ((n,), SOURCE_DTYPE),
+        }
+        if has_x:
+            out["x"] = ((n, 3, *image_shape), np.float32)
+            out["reference_source"] = ((n,), SOURCE_DTYPE)
+        if has_pseudo:
+            out["pseudo"] = ((n,), np.bool_)
+        return out
+
+    with contextlib.ExitStack() as stack:
+        files = {
+            split: stack.enter_context(streaming_h5(out_paths[split], shapes(len(assigned[split])), contract="dataset"))
+            for split in SPLITS
+        }
+        bar = progress(total=len(everything), desc=f"ingest {name}")
+        for split in SPLITS:
+            writers, _ = files[split]
+            pairs = assigned[split]
+            for start in range(0, len(pairs), chunk):
+                batch = pairs[start : start + chunk]
+                ys, xs = zip(*(prepared(pair) for pair in batch))
+                if has_x and any(x is None for x in xs):
+                    missing = next(p.measurement for p, x in zip(batch, xs) if x is None)
+                    raise BadInputError(f"{missing}: no reference, while other captures of {name} have one")
+                writers["y"].append(np.stack(ys))
+                writers["index"].append(np.array([index_of[p.source] for p in batch], np.int64))
+                writers["source"].append(_encode([p.source for p in batch]))
+                if has_x:
+                    writers["x"].append(np.stack(xs))
+                    writers["reference_source"].append(_encode([p.reference_source for p in batch]))
+                if has_pseudo:
+                    writers["pseudo"].append(np.array([p.pseudo for p in batch]))
+                bar.update(len(batch))
+        bar.close()
+        estimate = float(np.median(sigmas)) if sigmas else float("nan")
+        noise = {
+            "kind": "real",
+            "gaussian_sigma_estimate": estimate if np.isfinite(estimate) else None,
+            "estimator": NOISE_ESTIMATOR,
+            "n_captures": len(sigmas),
+        }
+        log.info(
+            "%s: sensor noise sigma %.4g (median over %d captures; %s); splits: %s",
+            name, estimate, len(sigmas), NOISE_ESTIMATOR, json.dumps(how),
+        )  # fmt: skip
+        for split in SPLITS:
+            files[split][1].update(
+                dataset=name,
+                camera=dataset["camera"],
+                split=split,
+                operator=spec,
+                noise=noise,
+                normalise=normalise,
+                seed=seed,
+                release_root=str(captures["path"]),
+                split_source=how,
+            )
+
+
+def _encode(paths: list[str]) -> np.ndarray:
+    """Relative paths as UTF-8 bytes (HDF5 stores fixed-length bytes; read them with ``decode``)."""
+    encoded = [p.encode() for p in paths]
+    too_long = [p for p, e in zip(paths, encoded) if len(e) > SOURCE_DTYPE.itemsize]
+    if too_long:
+        raise BadInputError(f"{too_long[0]}: source path longer than {SOURCE_DTYPE.itemsize} bytes")
+    return np.array(encoded, dtype=SOURCE_DTYPE)
 
 
 def anchor_scale(physics, capture: np.ndarray) -> float:

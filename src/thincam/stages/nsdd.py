@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from thincam.data.atomic import atomic_directory, write_bytes_atomic
-from thincam.data.h5io import array_sha256, atomic_write_h5, json_attr, read_h5
+from thincam.data.h5io import array_sha256, atomic_write_h5, json_attr, n_rows, read_h5, read_rows
 from thincam.data.shards import image_seed, read_target_shards, teacher_params
 from thincam.errors import BadInputError
 from thincam.models.prior import load_prior, prior_id
@@ -64,19 +64,19 @@ def ddnm_targets(
     if not 0 <= shard < n_shards:
         raise BadInputError(f"shard {shard} is not in 0..{n_shards - 1}")
     params = teacher_params(teacher)
-    arrays, attrs = read_h5(data_path, names=["y", "index"], contract="dataset")
-    y_all, index_all = arrays["y"].astype(np.float32), arrays["index"]
+    # Only this shard's rows are read: a training split can be larger than memory.
+    mine = np.flatnonzero(np.arange(n_rows(data_path, "y")) % n_shards == shard)
+    arrays, attrs = read_rows(data_path, ["y", "index"], mine, contract="dataset")
+    y_mine, index_mine = arrays["y"].astype(np.float32), arrays["index"]
     spec = {**json_attr(attrs, "operator"), **dict(operator)} if "operator" in attrs else dict(operator)
-    if list(spec.get("sensor_shape", y_all.shape[-2:])) != list(y_all.shape[-2:]):
+    if list(spec.get("sensor_shape", y_mine.shape[-2:])) != list(y_mine.shape[-2:]):
         raise BadInputError(
-            f"{data_path}: y has sensor shape {list(y_all.shape[-2:])} but the operator says {spec['sensor_shape']}"
+            f"{data_path}: y has sensor shape {list(y_mine.shape[-2:])} but the operator says {spec['sensor_shape']}"
         )
     physics = load_operator(psf_path, spec, device=device)
     unet, scheduler = load_prior(prior_path, device=device)
 
-    mine = np.arange(len(y_all)) % n_shards == shard
-    y_mine, index_mine = y_all[mine], index_all[mine]
-    scene = (y_all.shape[1], *spec["scene_shape"])
+    scene = (y_mine.shape[1], *spec["scene_shape"])
     anchors, targets = [], []
     for start in progress(range(0, len(y_mine), batch_size), f"targets {dataset} shard {shard}"):
         y = torch.from_numpy(y_mine[start : start + batch_size]).to(device)

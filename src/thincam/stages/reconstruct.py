@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from thincam.data.atomic import atomic_directory
-from thincam.data.h5io import atomic_write_h5, json_attr, read_h5
+from thincam.data.h5io import BLOCK_ROWS, json_attr, n_rows, read_h5, read_rows, streaming_h5
 from thincam.errors import BadInputError
 from thincam.metrics.timing import measure_latency
 from thincam.registry import METHODS
@@ -65,7 +65,7 @@ def reconstruct(
     """
     if not variants:
         raise BadInputError(f"{dataset}: method {method!r} has no variants to run")
-    arrays, attrs = read_h5(data_path, names=["y", "index"], contract="dataset")
+    _, attrs = read_h5(data_path, names=[], contract="dataset")
     if attrs["dataset"] != dataset:
         raise BadInputError(f"{data_path}: holds dataset {attrs['dataset']!r}, not {dataset!r}")
     physics = load_operator(psf_path, {**json_attr(attrs, "operator"), **dict(operator or {})}, device=device)
@@ -81,24 +81,24 @@ def reconstruct(
                 "bf16": bool(bf16),
             }
             solve = method_solver(method, physics, params, context)
-            xhat, latency, peak_mb, n_timed = _run_variant(
-                solve, arrays, f"{method}/{variant}", method, timing, device, batch_size
-            )
-            atomic_write_h5(
+            _run_variant(
+                solve,
+                data_path,
                 f"{tmp}/{variant}.h5",
-                {"xhat": xhat, "latency_s": latency, "index": arrays["index"]},
+                f"{method}/{variant}",
+                method,
+                timing,
+                device,
+                batch_size,
                 attrs={
                     "dataset": dataset,
                     "split": attrs["split"],
                     "method": method,
                     "variant": variant,
                     "params": dict(params),
-                    "peak_mem_mb": peak_mb,
                     "device": device if device == "cpu" else _cuda_name(),
-                    "n_timed": n_timed,
                     "bf16": bool(bf16),
                 },
-                contract="recon",
             )
 
 
@@ -108,31 +108,59 @@ def _cuda_name() -> str:
     return torch.cuda.get_device_name()
 
 
-def _run_variant(solve, arrays, name, method, timing, device, batch_size):
-    """(xhat, per-image latency, peak MB, images timed) of one solver on every image."""
+def _run_variant(solve, data_path, out_path, name, method, timing, device, batch_size, attrs) -> None:
+    """Run one solver on every image of ``data_path`` and write ``xhat``, the per-image
+    ``latency_s`` and ``index`` to ``out_path`` (contract "recon", with ``attrs``, the peak memory
+    and the number of images timed). Measurements are read and reconstructions written one block
+    of rows at a time (:func:`thincam.data.h5io.read_rows`): a split need not fit in memory."""
     import torch
     from thincam.logs import progress
 
     grad_mode = contextlib.nullcontext if METHODS[method].gradient else torch.no_grad
-    y_all, index = arrays["y"], arrays["index"]
-    outputs = []
-    with grad_mode():
-        for start in progress(range(0, len(y_all), batch_size), name):
-            y = torch.from_numpy(y_all[start : start + batch_size]).to(device)
-            outputs.append(solve(y, index[start : start + batch_size]).detach().float().cpu().numpy())
-    xhat = np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
-    latency = np.full(len(y_all), np.nan)
-    peak_mb = 0.0
-    n_timed = min(len(y_all), timing.get("n_images") or len(y_all))
-    for i in range(n_timed):
-        y = torch.from_numpy(y_all[i : i + 1]).to(device)
-        with grad_mode():
-            latency[i], peak = measure_latency(
-                lambda: solve(y, index[i : i + 1]),
-                warmup=timing["warmup"] if i == 0 else 0,
-                repeats=timing["repeats"],
-                device=device,
-                min_timed_s=timing.get("min_timed_s", 0.0),
-            )
-        peak_mb = max(peak_mb, peak)
-    return xhat.astype(np.float32), latency, float(peak_mb), n_timed
+    n = n_rows(data_path, "y")
+    n_timed = min(n, timing.get("n_images") or n)
+    with contextlib.ExitStack() as stack:
+        writers, out_attrs = None, None
+
+        def open_output(xhat_shape, index_dtype):
+            shapes = {
+                "xhat": ((n, *xhat_shape), np.float32),
+                "latency_s": ((n,), np.float64),
+                "index": ((n,), index_dtype),
+            }
+            return stack.enter_context(streaming_h5(out_path, shapes, contract="recon"))
+
+        bar = progress(total=n, desc=name)
+        step = max(1, BLOCK_ROWS // batch_size) * batch_size  # whole batches: the same batches as one read
+        for block in range(0, n, step):
+            rows = np.arange(block, min(block + step, n))
+            data, _ = read_rows(data_path, ["y", "index"], rows, contract="dataset")
+            for start in range(0, len(rows), batch_size):
+                y = torch.from_numpy(data["y"][start : start + batch_size]).to(device)
+                index = data["index"][start : start + batch_size]
+                with grad_mode():
+                    xhat = solve(y, index).detach().float().cpu().numpy()
+                if writers is None:  # the output's shape is the first batch's
+                    writers, out_attrs = open_output(xhat.shape[1:], index.dtype)
+                writers["xhat"].append(xhat)
+                writers["index"].append(index)
+                bar.update(len(index))
+        bar.close()
+        if writers is None:  # an empty split
+            writers, out_attrs = open_output((), np.int64)
+        timed, _ = read_rows(data_path, ["y", "index"], np.arange(n_timed), contract="dataset")
+        latency = np.full(n, np.nan)
+        peak_mb = 0.0
+        for i in range(n_timed):
+            y = torch.from_numpy(timed["y"][i : i + 1]).to(device)
+            with grad_mode():
+                latency[i], peak = measure_latency(
+                    lambda: solve(y, timed["index"][i : i + 1]),
+                    warmup=timing["warmup"] if i == 0 else 0,
+                    repeats=timing["repeats"],
+                    device=device,
+                    min_timed_s=timing.get("min_timed_s", 0.0),
+                )
+            peak_mb = max(peak_mb, peak)
+        writers["latency_s"].append(latency)
+        out_attrs.update(attrs, peak_mem_mb=float(peak_mb), n_timed=n_timed)
