@@ -251,6 +251,6 @@ def test_table_caption_names_the_published_split_and_subset():
 
     config = yaml.safe_load((REPO / "presets/nsdd_phlatcam.yaml").read_text())
     caption = jinja2.Environment().from_string((REPO / "report/metrics.rst").read_text())
-    text = caption.render(snakemake=SimpleNamespace(config=config))
+    text = caption.render(snakemake=SimpleNamespace(config=config, params=SimpleNamespace(conventions="")))
     assert "phlatcam_imagenet: the flatnet release's own published split" in text
     assert "103 test images, a seeded subset where the published test part holds more" in text

@@ -346,7 +346,8 @@ def test_caption_names_the_lpips_network_and_the_scaling():
     assert "LPIPS (VGG)" in sentence and "divided by its own maximum" in sentence
     assert "LPIPS (AlexNet)" in metric_conventions("alex", "none")
     template = (Path(__file__).resolve().parents[1] / "report" / "metrics.rst").read_text()
-    caption = jinja2.Template(template).render(snakemake=SimpleNamespace(params=SimpleNamespace(conventions=sentence)))
+    snakemake = SimpleNamespace(params=SimpleNamespace(conventions=sentence), config={"datasets": {}})
+    caption = jinja2.Template(template).render(snakemake=snakemake)
     assert caption.rstrip().endswith(sentence)
 
 
