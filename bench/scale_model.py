@@ -37,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
 H200_BF16_DENSE_PEAK = 989e12  # FLOP/s
+# The DMDiff release's training part: 7,800 real and 10,921 pseudo pairs (its README).
+DMDIFF_RELEASE_PSEUDO_SHARE = 10921 / (7800 + 10921)
 COMMAND = "python bench/scale_model.py --markdown README.md"
 BEGIN = f"<!-- begin: printed by `{COMMAND}`; edit the script, not this block -->"
 END = "<!-- end: printed by bench/scale_model.py -->"
@@ -161,7 +163,10 @@ def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[f
             step = 3 * train["batch_size"] * one_pass  # the loss backpropagates through the frozen decoder
             negative = train["steps"] * step / flop_rate
             stages.append((f"{name} DMDiff negative path", 1, [negative]))
-            stages.append((f"{name} DMDiff pseudo pairs", 2, [spec["unpaired"] * one_pass / flop_rate]))
+            unpaired = spec["unpaired"]
+            if unpaired == "release":  # the release's pseudo pairs, in proportion in the training subset
+                unpaired = round(dataset["splits"]["train"] * DMDIFF_RELEASE_PSEUDO_SHARE)
+            stages.append((f"{name} DMDiff pseudo pairs", 2, [unpaired * one_pass / flop_rate]))
             models = [train.get("steps") * step / flop_rate for _ in spec["models"]]
             stages.append((f"{name} DMDiff training ({len(models)} models)", 3, models))
             per_image = flops["encoder"] + 2 * flops["unet"] + flops["decoder"]
@@ -171,9 +176,9 @@ def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[f
 
 
 def planned_job_count(name: str, replica: Path) -> int:
-    from workflow_helpers import planned_jobs, run_snakemake
+    from workflow_helpers import planned_jobs, preset_on_replica, run_snakemake
 
-    config = yaml.safe_load((REPO / "presets" / f"{name}.yaml").read_text())
+    config = preset_on_replica(name)
     workdir = replica / f"plan-{name}"
     workdir.mkdir(exist_ok=True)
     for sub in ("data", "weights"):
