@@ -13,11 +13,12 @@ then the students, then their reconstructions; DMDiff: negative path, pseudo pai
 variants, their restorations), each phase's jobs scheduled longest-first over the N GPUs. The job
 count of each preset's plan is that of ``snakemake -n`` on the replica (tests/make_replicas.py).
 
-    python bench/scale_model.py [--gpus 8] [--utilisation 0.3] [--markdown README.md]
+    python bench/scale_model.py [--gpus 8] [--utilisation 0.3] [--markdown README.md [--details bench/README.md]]
 
 ``--markdown FILE`` writes the printed block between the markers of FILE (README.md's "Paper-scale
 presets" has them), so the README's numbers are this script's output, never typed; a FILE that
-does not exist yet gets the block alone.
+does not exist yet gets the block alone. With ``--details FILE2`` the summary table goes to FILE
+and the per-stage tables between FILE2's markers (bench/README.md).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 H200_BF16_DENSE_PEAK = 989e12  # FLOP/s
 # The DMDiff release's training part: 7,800 real and 10,921 pseudo pairs (its README).
 DMDIFF_RELEASE_PSEUDO_SHARE = 10921 / (7800 + 10921)
-COMMAND = "python bench/scale_model.py --markdown README.md"
+COMMAND = "python bench/scale_model.py --markdown README.md --details bench/README.md"
 BEGIN = f"<!-- begin: printed by `{COMMAND}`; edit the script, not this block -->"
 END = "<!-- end: printed by bench/scale_model.py -->"
 # The published SD-Turbo (SD 2.1 architecture) configs, for its FLOPs.
@@ -243,6 +244,9 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--utilisation", type=float, default=0.3)
     parser.add_argument("--markdown", type=Path, help="also write the block between this file's markers")
+    parser.add_argument(
+        "--details", type=Path, help="write the per-stage tables between this file's markers, the summary alone to --markdown"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     from make_replicas import make_replicas
@@ -264,7 +268,9 @@ def main() -> None:
     text = "\n\n".join([summary(rows, args.gpus, args.utilisation), counter_check, *tables])
     print(text)
     if args.markdown:
-        write_markdown(args.markdown, text)
+        write_markdown(args.markdown, summary(rows, args.gpus, args.utilisation) if args.details else text)
+    if args.details:
+        write_markdown(args.details, "\n\n".join([counter_check, *tables]))
 
 
 if __name__ == "__main__":
