@@ -16,7 +16,12 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 def tiny_config() -> dict:
     """.test/config.yaml (the default shrunk to seconds), with its input paths made absolute."""
-    config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    return config_with_absolute_paths(REPO / ".test" / "config.yaml")
+
+
+def config_with_absolute_paths(path: Path) -> dict:
+    """A config file of this repository with its input paths made absolute, to run elsewhere."""
+    config = yaml.safe_load(path.read_text())
     for camera in config["cameras"].values():
         if camera["kind"] == "capture":
             camera["path"] = str(REPO / camera["path"])
