@@ -13,7 +13,12 @@ then the students, then their reconstructions; DMDiff: negative path, pseudo pai
 variants, their restorations), each phase's jobs scheduled longest-first over the N GPUs. The job
 count of each preset's plan is that of ``snakemake -n`` on the replica (tests/make_replicas.py).
 
-    python bench/scale_model.py [--gpus 8] [--utilisation 0.3] [--markdown README-table.md]
+    python bench/scale_model.py [--gpus 8] [--utilisation 0.3] [--markdown README.md [--details bench/README.md]]
+
+``--markdown FILE`` writes the printed block between the markers of FILE (README.md's "Paper-scale
+presets" has them), so the README's numbers are this script's output, never typed; a FILE that
+does not exist yet gets the block alone. With ``--details FILE2`` the summary table goes to FILE
+and the per-stage tables between FILE2's markers (bench/README.md).
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
 H200_BF16_DENSE_PEAK = 989e12  # FLOP/s
+# The DMDiff release's training part: 7,800 real and 10,921 pseudo pairs (its README).
+DMDIFF_RELEASE_PSEUDO_SHARE = 10921 / (7800 + 10921)
+COMMAND = "python bench/scale_model.py --markdown README.md --details bench/README.md"
+BEGIN = f"<!-- begin: printed by `{COMMAND}`; edit the script, not this block -->"
+END = "<!-- end: printed by bench/scale_model.py -->"
 # The published SD-Turbo (SD 2.1 architecture) configs, for its FLOPs.
 SD_TURBO_UNET = dict(
     sample_size=64,
@@ -154,7 +164,10 @@ def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[f
             step = 3 * train["batch_size"] * one_pass  # the loss backpropagates through the frozen decoder
             negative = train["steps"] * step / flop_rate
             stages.append((f"{name} DMDiff negative path", 1, [negative]))
-            stages.append((f"{name} DMDiff pseudo pairs", 2, [spec["unpaired"] * one_pass / flop_rate]))
+            unpaired = spec["unpaired"]
+            if unpaired == "release":  # the release's pseudo pairs, in proportion in the training subset
+                unpaired = round(dataset["splits"]["train"] * DMDIFF_RELEASE_PSEUDO_SHARE)
+            stages.append((f"{name} DMDiff pseudo pairs", 2, [unpaired * one_pass / flop_rate]))
             models = [train.get("steps") * step / flop_rate for _ in spec["models"]]
             stages.append((f"{name} DMDiff training ({len(models)} models)", 3, models))
             per_image = flops["encoder"] + 2 * flops["unet"] + flops["decoder"]
@@ -164,9 +177,9 @@ def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[f
 
 
 def planned_job_count(name: str, replica: Path) -> int:
-    from workflow_helpers import planned_jobs, run_snakemake
+    from workflow_helpers import planned_jobs, preset_on_replica, run_snakemake
 
-    config = yaml.safe_load((REPO / "presets" / f"{name}.yaml").read_text())
+    config = preset_on_replica(name)
     workdir = replica / f"plan-{name}"
     workdir.mkdir(exist_ok=True)
     for sub in ("data", "weights"):
@@ -178,9 +191,26 @@ def planned_job_count(name: str, replica: Path) -> int:
     return sum(planned_jobs(result).values())
 
 
-def table(name: str, config: dict, n_gpus: int, utilisation: float, jobs: int) -> str:
-    flop_rate = H200_BF16_DENSE_PEAK * utilisation
-    stages = preset_stages(config, flop_rate)
+def gpu_hours(stages: list[tuple[str, int, list[float]]], n_gpus: int) -> tuple[float, float]:
+    """(GPU hours, wall hours on ``n_gpus``): phases run one after the other, each scheduled
+    longest job first."""
+    total = sum(sum(j) for _, _, j in stages) / 3600
+    phases = sorted({phase for _, phase, _ in stages})
+    wall = sum(makespan([j for _, p, js in stages if p == phase for j in js], n_gpus) for phase in phases) / 3600
+    return total, wall
+
+
+def summary(rows: list[tuple[str, int, float, float]], n_gpus: int, utilisation: float) -> str:
+    """One line per preset: (name, jobs in the plan, GPU hours, wall hours)."""
+    lines = [
+        f"| preset | jobs in the plan | H200 GPU hours at {utilisation:.0%} of peak | wall on {n_gpus} GPUs |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| `{name}` | {jobs} | {hours:,.1f} | {wall:,.1f} h |" for name, jobs, hours, wall in rows]
+    return "\n".join(lines)
+
+
+def table(name: str, stages: list[tuple[str, int, list[float]]], n_gpus: int, utilisation: float, jobs: int) -> str:
     lines = [
         f"#### {name} ({jobs} jobs in the plan; H200 bf16 dense peak 989 TFLOP/s at {utilisation:.0%})",
         "",
@@ -189,39 +219,58 @@ def table(name: str, config: dict, n_gpus: int, utilisation: float, jobs: int) -
     ]
     for stage, _, jobs_s in stages:
         lines.append(f"| {stage} | {len(jobs_s)} | {sum(jobs_s) / 3600:,.1f} |")
-    total = sum(sum(j) for _, _, j in stages) / 3600
-    phases = sorted({phase for _, phase, _ in stages})
-    wall = sum(makespan([j for _, p, js in stages if p == phase for j in js], n_gpus) for phase in phases) / 3600
+    total, wall = gpu_hours(stages, n_gpus)
     lines.append(f"| **total** | {sum(len(j) for _, _, j in stages)} | **{total:,.1f}** |")
     lines.append("")
     lines.append(f"Wall time on {n_gpus} GPUs with the configured shards: **{wall:,.1f} h** ({wall / 24:,.1f} days).")
     return "\n".join(lines)
 
 
+def write_markdown(path: Path, block: str) -> None:
+    """``block`` between ``path``'s markers (the rest of the file kept), or as a new file."""
+    marked = f"{BEGIN}\n\n{block}\n\n{END}"
+    if not path.exists():
+        path.write_text(marked + "\n")
+        return
+    text = path.read_text()
+    begin, end = text.find(BEGIN), text.find(END)
+    if begin < 0 or end < begin:
+        raise SystemExit(f"{path} exists without the markers {BEGIN!r} ... {END!r}; not overwriting it")
+    path.write_text(text[:begin] + marked + text[end + len(END) :])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--utilisation", type=float, default=0.3)
-    parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
+    parser.add_argument("--markdown", type=Path, help="also write the block between this file's markers")
+    parser.add_argument(
+        "--details", type=Path, help="write the per-stage tables between this file's markers, the summary alone to --markdown"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     from make_replicas import make_replicas
 
     check = cpu_check()
-    parts = [
+    counter_check = (
         f"Counter check: one FFHQ-ADM forward at {check['side']} px counts {check['gflop']:.2f} GFLOP and took "
         f"{check['cpu_s']:.3f} s on one CPU thread ({check['cpu_gflops']:.0f} GFLOP/s)."
-    ]
+    )
+    flop_rate = H200_BF16_DENSE_PEAK * args.utilisation
+    rows, tables = [], []
     with tempfile.TemporaryDirectory(prefix="thincam-scale-") as scratch:
         replica = make_replicas(Path(scratch))
         for preset in sorted((REPO / "presets").glob("*.yaml")):
-            config = yaml.safe_load(preset.read_text())
+            stages = preset_stages(yaml.safe_load(preset.read_text()), flop_rate)
             jobs = planned_job_count(preset.stem, replica)
-            parts.append(table(preset.stem, config, args.gpus, args.utilisation, jobs))
-    text = "\n\n".join(parts)
+            rows.append((preset.stem, jobs, *gpu_hours(stages, args.gpus)))
+            tables.append(table(preset.stem, stages, args.gpus, args.utilisation, jobs))
+    text = "\n\n".join([summary(rows, args.gpus, args.utilisation), counter_check, *tables])
     print(text)
     if args.markdown:
-        args.markdown.write_text(text + "\n")
+        write_markdown(args.markdown, summary(rows, args.gpus, args.utilisation) if args.details else text)
+    if args.details:
+        write_markdown(args.details, "\n\n".join([counter_check, *tables]))
 
 
 if __name__ == "__main__":

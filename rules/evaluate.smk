@@ -22,6 +22,7 @@ rule evaluate:
     params:
         recons=lambda w: split_recons(w.dataset, w.split),
         weights_dir=config.get("metrics", {}).get("weights_dir"),
+        scaling=config["metrics"]["scaling"],
         device=config["device"],
         code=code("evaluate:evaluate"),
     script:

@@ -1,3 +1,6 @@
+from thincam.registry import metric_conventions
+
+
 localrules:
     aggregate,
     quality_vs_time,
@@ -35,6 +38,10 @@ rule aggregate:
         tables=paper_tables(),
         capture_tables=capture_tables(),
         pseudo=pseudo_pair_reports(),
+        lpips_net=config["metrics"]["lpips"],
+        conventions=metric_conventions(
+            config["metrics"]["lpips"], config["metrics"]["scaling"]
+        ),
         code=code("report:aggregate"),
     script:
         "../workflow_scripts/aggregate.py"
@@ -59,6 +66,7 @@ rule quality_vs_time:
     conda:
         CPU_ENV
     params:
+        lpips_net=config["metrics"]["lpips"],
         code=code("report:quality_vs_time"),
     script:
         "../workflow_scripts/quality_vs_time.py"
@@ -84,6 +92,7 @@ rule sweep:
         CPU_ENV
     params:
         sweeps=lambda w: config["datasets"][w.dataset]["sweeps"],
+        lpips_net=config["metrics"]["lpips"],
         code=code("report:sweep"),
     script:
         "../workflow_scripts/sweep.py"
@@ -114,6 +123,7 @@ rule qualitative:
         recons=lambda w: split_recons(w.dataset, REPORT_SPLIT),
         n_images=config["figures"].get("qualitative_images", 4),
         skip=lambda w: [("dmdiff", v) for v in alpha_variants(w.dataset)],
+        lpips_net=config["metrics"]["lpips"],
         code=code("report:qualitative"),
     script:
         "../workflow_scripts/qualitative.py"

@@ -3,7 +3,7 @@
 import pytest
 
 import test_config_checks as cases
-from workflow_helpers import REPO, run_snakemake, tiny_config
+from workflow_helpers import REPO, config_with_absolute_paths, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
 
@@ -171,15 +171,7 @@ def test_what_the_prior_cannot_do_fails_before_any_job(tmp_path):
 
 def _default_config():
     """config.yaml with its input paths made absolute (the dry runs below work elsewhere)."""
-    import yaml
-
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    for camera in config["cameras"].values():
-        if camera["kind"] == "capture":
-            camera["path"] = str(REPO / camera["path"])
-    hand = config["datasets"]["diffusercam_hand"]["captures"]
-    hand["path"] = str(REPO / hand["path"])
-    return config
+    return config_with_absolute_paths(REPO / "config.yaml")
 
 
 def _absurd_training_budget(config, tmp_path):

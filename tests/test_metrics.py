@@ -18,10 +18,11 @@ from thincam.errors import BadInputError
 from thincam.metrics import fidelity, perceptual
 from thincam.metrics.perceptual import WEIGHT_FILES, PerceptualMetrics
 from thincam.metrics.timing import measure_latency
+from thincam.models.lpips import load_lpips
 from thincam.stages.evaluate import COLUMNS, evaluate, evaluate_reconstruction
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-LEARNED = ("lpips", "dists", "musiq", "clipiqa")
+LEARNED = ("lpips", "lpips_vgg", "dists", "musiq", "clipiqa")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -163,6 +164,8 @@ def test_dists_weights_are_checked_then_loaded(tmp_path, monkeypatch):
         "vgg16",
         lambda weights=None: SimpleNamespace(features=make_layers(cfgs["D"])),
     )
+    # LPIPS(vgg) reads the same VGG file, a stand-in here: not this test's subject.
+    monkeypatch.setitem(perceptual._BUILDERS, "lpips_vgg", lambda paths, device: lambda a, b: torch.zeros(len(a)))
     vgg, dists = (tmp_path / f.relpath for f in WEIGHT_FILES["dists"])
     for path in (vgg, dists):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,23 +205,52 @@ def test_weight_file_names_match_the_libraries():
             assert f.relpath.endswith("/" + f.url.rsplit("/", 1)[1])
 
 
-def test_lpips_backbone_is_read_from_weights_dir(tmp_path):
-    """Plumbing only (random AlexNet weights, never reported): the documented path is the one read."""
+def _random_trunk(net: str) -> dict[str, torch.Tensor]:
+    """A randomly initialised torchvision trunk as its checkpoint stores it (features.* only: all
+    LPIPS reads, and VGG-16's 120M classifier weights would only slow the test)."""
     import torchvision
+    from torchvision.models.vgg import cfgs, make_layers
 
-    path = tmp_path / WEIGHT_FILES["lpips"][0].relpath
+    features = torchvision.models.alexnet().features if net == "alex" else make_layers(cfgs["D"])
+    return {f"features.{key}": value for key, value in features.state_dict().items()}
+
+
+@pytest.mark.parametrize("name, net", [("lpips", "alex"), ("lpips_vgg", "vgg")])
+def test_lpips_backbone_is_read_from_weights_dir(tmp_path, name, net):
+    """Plumbing only (random trunk weights, never reported): the documented path is the one read,
+    into every layer (strictly), and identical images are at distance 0."""
+    path = tmp_path / WEIGHT_FILES[name][0].relpath
     path.parent.mkdir(parents=True)
-    torch.save(torchvision.models.alexnet().state_dict(), path)
+    trunk = _random_trunk(net)
+    torch.save(trunk, path)
     hub_before = torch.hub.get_dir()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        metrics = PerceptualMetrics(
-            tmp_path
-        )  # would try (and fail) to download if it looked elsewhere
-    assert "lpips" in metrics.available and "lpips" not in metrics.missing
+        metrics = PerceptualMetrics(tmp_path)  # would try (and fail) to download if it looked elsewhere
+    assert name in metrics.available and name not in metrics.missing
     assert torch.hub.get_dir() == hub_before
-    x = np.random.default_rng(6).random((1, 3, 32, 32)).astype(np.float32)
-    assert metrics(x, x)["lpips"][0] == pytest.approx(0.0, abs=1e-6)
+    last = max(int(key.split(".")[1]) for key in trunk)  # the trunk's last conv layer
+    loaded = dict(load_lpips(tmp_path, net=net).net.named_parameters())
+    assert any(torch.equal(p, trunk[f"features.{last}.weight"]) for p in loaded.values())
+    x = np.random.default_rng(6).random((2, 3, 32, 32)).astype(np.float32)
+    out = metrics(x, x)
+    np.testing.assert_allclose(out[name], 0.0, atol=1e-6)
+    assert (metrics(x, x[::-1])[name] > 0).all()
+
+
+def test_vgg_lpips_without_its_trunk_is_missing_with_a_warning(tmp_path):
+    """The AlexNet trunk alone: LPIPS(vgg) is an empty column and the warning names its file."""
+    alex = tmp_path / WEIGHT_FILES["lpips"][0].relpath
+    alex.parent.mkdir(parents=True)
+    torch.save(_random_trunk("alex"), alex)
+    with pytest.warns(UserWarning, match="lpips_vgg") as caught:
+        metrics = PerceptualMetrics(tmp_path)
+    vgg = tmp_path / WEIGHT_FILES["lpips_vgg"][0].relpath
+    assert any(f"lpips_vgg: put {WEIGHT_FILES['lpips_vgg'][0].url} at {vgg}" in str(w.message) for w in caught)
+    assert metrics.missing["lpips_vgg"] == [vgg] and "lpips" in metrics.available
+    x = np.random.default_rng(7).random((1, 3, 32, 32)).astype(np.float32)
+    out = metrics(x, x)
+    assert np.isnan(out["lpips_vgg"]).all() and out["lpips"][0] == pytest.approx(0.0, abs=1e-6)
 
 
 # ---------------------------------------------------------------- timing
@@ -317,6 +349,25 @@ def write_pair(tmp_path, n=3, size=32, gt=True, recon_dataset="faces", offset=0.
         contract="recon",
     )
     return recon_path, data_path, x, y
+
+
+def test_max_scaling_forgives_a_global_gain_but_not_consistency(tmp_path, metrics):
+    """LenslessPiCam's convention: each image over its maximum, so xhat = 0.5 x scores as exact;
+    unscaled, the same xhat is 20 log10(1 / (0.5 rms(x))) dB; consistency always sees xhat as is."""
+    recon_path, data_path, x, y = write_pair(tmp_path, offset=0.0)
+    half = dict(read_h5(recon_path, contract="recon")[0], xhat=0.5 * x)
+    atomic_write_h5(recon_path, half, read_h5(recon_path, names=[])[1], contract="recon")
+    scaled = evaluate_reconstruction(recon_path, data_path, forward=pool2, metrics=metrics, scaling="max")
+    plain = evaluate_reconstruction(recon_path, data_path, forward=pool2, metrics=metrics)
+    assert np.isinf(scaled["psnr"]).all() and np.allclose(scaled["gmsd"], 0.0, atol=1e-6)
+    rms = np.sqrt(((0.5 * x) ** 2).mean(axis=(1, 2, 3)))
+    np.testing.assert_allclose(plain["psnr"], -20 * np.log10(rms), rtol=1e-5)
+    np.testing.assert_allclose(scaled["consistency"], 0.5, rtol=1e-5)
+    np.testing.assert_allclose(plain["consistency"], scaled["consistency"])
+    dark = np.zeros((1, 3, 4, 4), np.float32)
+    np.testing.assert_array_equal(fidelity.scale_per_image(dark, "max"), dark)  # no 0/0
+    with pytest.raises(BadInputError, match="per-image scaling 'mean' is not one of"):
+        fidelity.scale_per_image(dark, "mean")
 
 
 def test_evaluate_known_answers_and_csv(tmp_path, metrics):

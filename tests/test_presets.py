@@ -6,41 +6,17 @@ The ADM loader and the 256 px code path are tested here too; the release readers
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from make_replicas import make_replicas, write_adm_checkpoints
 from thincam.errors import BadInputError, MissingWeightsError
-from workflow_helpers import REPO, planned_jobs, run_snakemake
+from workflow_helpers import REPO, planned_jobs, preset, preset_on_replica, run_snakemake, scaled_preset
 
 PRESETS = sorted(p.stem for p in (REPO / "presets").glob("*.yaml"))
-OVERRIDES = REPO / "tests" / "preset_overrides"
-
-
-def preset(name: str) -> dict:
-    return yaml.safe_load((REPO / "presets" / f"{name}.yaml").read_text())
-
-
-def merge(base: dict, override: dict) -> dict:
-    """``override`` laid over ``base`` key by key; a null value deletes the key."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def scaled_preset(name: str) -> dict:
-    return merge(preset(name), yaml.safe_load((OVERRIDES / f"{name}.yaml").read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +73,7 @@ def test_presets_are_complete_and_cover_the_papers():
 @pytest.mark.workflow
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_dry_run(replica, tmp_path, name):
-    config = preset(name)
-    # PSF and capture frames are read before any job, and the replica's are miniature: their
-    # geometry (captured cameras, captures) as scaled; the jobs planned are the preset's.
-    scaled = scaled_preset(name)
-    config["cameras"].update({c: scaled["cameras"][c] for c, spec in config["cameras"].items() if spec["kind"] == "capture"})
-    for dataset, spec in config["datasets"].items():
-        if "captures" in spec:
-            spec["captures"] = scaled["datasets"][dataset]["captures"]
+    config = preset_on_replica(name)
     result = run_snakemake(workdir_on(replica, tmp_path / name), config, "-n", timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     jobs = planned_jobs(result)

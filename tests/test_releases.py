@@ -239,3 +239,18 @@ def test_streamed_file_verifies_and_matches_the_arrays(tmp_path):
         with streaming_h5(tmp_path / "t.h5", {"y": (rows.shape, rows.dtype)}) as (writers, _):
             writers["y"].append(rows[:3])
     assert not (tmp_path / "t.h5").exists()  # a short file never lands under its name
+
+
+def test_table_caption_names_the_published_split_and_subset():
+    """report/metrics.rst renders (Jinja, as Snakemake's report does) a line per release dataset."""
+    from types import SimpleNamespace
+
+    import jinja2
+    import yaml
+    from workflow_helpers import REPO
+
+    config = yaml.safe_load((REPO / "presets/nsdd_phlatcam.yaml").read_text())
+    caption = jinja2.Environment().from_string((REPO / "report/metrics.rst").read_text())
+    text = caption.render(snakemake=SimpleNamespace(config=config, params=SimpleNamespace(conventions="")))
+    assert "phlatcam_imagenet: the flatnet release's own published split" in text
+    assert "103 test images, a seeded subset where the published test part holds more" in text

@@ -50,6 +50,7 @@ def per_image_csv(path, psnr, latency, gmsd=None, lpips=None):
             "psnr": psnr,
             "ssim": [0.5] * n,
             "lpips": lpips or nan,
+            "lpips_vgg": nan,
             "dists": nan,
             "musiq": nan,
             "clipiqa": nan,
@@ -249,6 +250,7 @@ def metrics_table(lpips=True, extras=True, gt=True):
                 "psnr": psnr if gt else np.nan,
                 "ssim": psnr / 30 if gt else np.nan,
                 "lpips": score if lpips and gt else np.nan,
+                "lpips_vgg": np.nan,
                 "dists": np.nan,
                 "musiq": 100 * score,
                 "clipiqa": np.nan,
@@ -272,7 +274,7 @@ def test_nsdd_main_table(tmp_path):
         "Variant",
         "PSNR",
         "SSIM",
-        "LPIPS",
+        "LPIPS (AlexNet)",
         "consistency",
         "time (s)",
         "memory (MB)",
@@ -300,7 +302,7 @@ def test_nsdd_ablation_table():
 
 def test_nsdd_table_falls_back_to_a_named_weight_free_metric():
     table = tables.nsdd_main_table(metrics_table(lpips=False), "faces")
-    assert "GMSD" in table.columns and "LPIPS" not in table.columns
+    assert "GMSD" in table.columns and "LPIPS (AlexNet)" not in table.columns
     table = tables.nsdd_main_table(metrics_table(lpips=False, extras=False), "faces")
     assert list(table.columns) == [
         "Method",
@@ -313,6 +315,42 @@ def test_nsdd_table_falls_back_to_a_named_weight_free_metric():
     ]
 
 
+def test_tables_report_and_choose_by_the_configured_lpips_network():
+    """metrics.lpips: vgg puts LPIPS (VGG) in the tables and chooses variants on val by it (there
+    it prefers DPS z3, AlexNet z1); without VGG values the table falls back to a weight-free
+    metric, never to the AlexNet column under a VGG convention."""
+    df = metrics_table()
+    df["lpips_vgg"] = 0.5 - df["lpips"]
+    vgg = tables.nsdd_main_table(df, "faces", lpips_net="vgg")
+    assert "LPIPS (VGG)" in vgg.columns and "LPIPS (AlexNet)" not in vgg.columns
+    assert vgg.loc[2, "Variant"] == "z3"
+    assert tables.nsdd_main_table(df, "faces").loc[2, "Variant"] == "z1"
+    alex_only = tables.nsdd_main_table(metrics_table(), "faces", lpips_net="vgg")
+    assert "GMSD" in alex_only.columns and not {"LPIPS (AlexNet)", "LPIPS (VGG)"} & set(alex_only.columns)
+    for table in (
+        tables.dmdiff_main_table(df, "faces", lpips_net="vgg"),
+        tables.alpha_sweep_table(df, "faces", lpips_net="vgg"),
+        tables.nsdd_ablation_table(df, "faces", lpips_net="vgg"),
+    ):
+        assert "LPIPS (VGG)" in table.columns and "LPIPS (AlexNet)" not in table.columns
+
+
+def test_caption_names_the_lpips_network_and_the_scaling():
+    from types import SimpleNamespace
+
+    import jinja2
+
+    from thincam.registry import metric_conventions
+
+    sentence = metric_conventions("vgg", "max")
+    assert "LPIPS (VGG)" in sentence and "divided by its own maximum" in sentence
+    assert "LPIPS (AlexNet)" in metric_conventions("alex", "none")
+    template = (Path(__file__).resolve().parents[1] / "report" / "metrics.rst").read_text()
+    snakemake = SimpleNamespace(params=SimpleNamespace(conventions=sentence), config={"datasets": {}})
+    caption = jinja2.Template(template).render(snakemake=snakemake)
+    assert caption.rstrip().endswith(sentence)
+
+
 def test_dmdiff_tables(tmp_path):
     df = metrics_table()
     main = tables.dmdiff_main_table(df, "faces")
@@ -322,7 +360,7 @@ def test_dmdiff_tables(tmp_path):
         "Variant",
         "PSNR",
         "SSIM",
-        "LPIPS",
+        "LPIPS (AlexNet)",
         "DISTS",
         "MUSIQ",
         "CLIP-IQA",
@@ -445,6 +483,7 @@ def default_metrics(lpips=True):
                     "psnr": psnr,
                     "ssim": psnr / 32,
                     "lpips": score if lpips else np.nan,
+                    "lpips_vgg": np.nan,
                     "dists": np.nan,
                     "musiq": np.nan,
                     "clipiqa": np.nan,
@@ -487,6 +526,7 @@ def per_image_scores(xhat, x, lpips=True):
             "psnr": -10 * np.log10(err),
             "ssim": 1 - 5 * err,
             "lpips": 3 * np.sqrt(err) if lpips else nan,
+            "lpips_vgg": nan,
             "dists": nan,
             "musiq": nan,
             "clipiqa": nan,
@@ -520,7 +560,7 @@ def test_layout_check_catches_overlap_and_clipping():
         assert_readable_layout(fig)
 
 
-@pytest.mark.parametrize("lpips, named", [(True, "LPIPS ↓"), (False, "GMSD (weight-free) ↓")])
+@pytest.mark.parametrize("lpips, named", [(True, "LPIPS (AlexNet) ↓"), (False, "GMSD (weight-free) ↓")])
 def test_quality_vs_time_layout(tmp_path, lpips, named):
     png = tmp_path / "quality_vs_time_faces_phlatcam.png"
     fig = figures.quality_vs_time(default_metrics(lpips), "faces_phlatcam", png)
@@ -550,6 +590,19 @@ def test_quality_vs_time_layout(tmp_path, lpips, named):
     assert filled_points(fig)["DPS"] == [[0.62, pytest.approx(0.302 * scale)]]
 
 
+def test_figures_show_the_lpips_network_the_tables_report(tmp_path):
+    """Both LPIPS columns present: the quality-vs-time and sweep figures plot the configured one."""
+    df = default_metrics()
+    df["lpips_vgg"] = df["lpips"] / 2
+    fig = figures.quality_vs_time(df, "faces_phlatcam", tmp_path / "q.png", lpips_net="vgg")
+    assert fig.axes[0].get_ylabel() == "LPIPS (VGG) ↓"
+    assert filled_points(fig)["DPS"] == [[0.63, pytest.approx(0.281 / 2)]]
+    fig = figures.sweep(df, "faces_phlatcam", tmp_path / "s.png", DEFAULT_SWEEPS, lpips_net="vgg")
+    assert fig.axes[0].get_ylabel() == "LPIPS (VGG) ↓"
+    default = figures.quality_vs_time(df, "faces_phlatcam", tmp_path / "q.png")
+    assert default.axes[0].get_ylabel() == "LPIPS (AlexNet) ↓"
+
+
 def filled_points(fig):
     """Legend label -> the filled points of that method in a quality-vs-time figure."""
     return {
@@ -573,7 +626,7 @@ def test_sweep_layout(tmp_path):
     assert_figure(png)
     assert_readable_layout(fig)
     assert len(fig.axes) == 6  # LPIPS and PSNR rows, a column per swept method
-    assert fig.axes[0].get_ylabel() == "LPIPS ↓" and fig.axes[3].get_ylabel() == "PSNR (dB) ↑"
+    assert fig.axes[0].get_ylabel() == "LPIPS (AlexNet) ↓" and fig.axes[3].get_ylabel() == "PSNR (dB) ↑"
     ddnm_lpips = fig.axes[2].lines[0]
     assert list(ddnm_lpips.get_xdata()) == [20, 50, 100]
     assert list(ddnm_lpips.get_ydata()) == [0.231, 0.204, 0.198]
@@ -667,7 +720,7 @@ def test_nsdd_qualitative_grid(tmp_path):
     first_nsdd = fig.axes[5].get_xlabel()  # row 0, NSDD: its PSNR and LPIPS from its CSV
     expected = per_image_scores(read_h5(recons[9])[0]["xhat"], x).iloc[0]
     assert first_nsdd == f"{expected['psnr']:.2f} / {expected['lpips']:.3f}"
-    assert fig.get_supxlabel() == "Under each image: PSNR (dB) ↑ / LPIPS ↓"
+    assert fig.get_supxlabel() == "Under each image: PSNR (dB) ↑ / LPIPS (AlexNet) ↓"
 
 
 def qualitative_inputs(data_path, recons, csv, chosen):
@@ -807,7 +860,7 @@ def test_alpha_figure_needs_a_perceptual_metric(tmp_path):
     images = {a: np.zeros((2, 3, 32, 32)) for a in table["alpha"]}
     figures.alpha_figure(table, images, tmp_path / "a.png")
     with pytest.raises(BadInputError, match="no perceptual metric has values"):
-        figures.alpha_figure(table.drop(columns=["LPIPS", "GMSD"]), images, tmp_path / "a.png")
+        figures.alpha_figure(table.drop(columns=["LPIPS (AlexNet)", "GMSD"]), images, tmp_path / "a.png")
 
 
 def test_capture_figure(tmp_path):

@@ -14,8 +14,8 @@ from workflow_helpers import copy_workflow, planned_jobs, run_snakemake
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 CORE_COLUMNS = [
-    "dataset", "split", "camera", "method", "variant", "n_images", "psnr", "ssim", "lpips", "dists",
-    "musiq", "clipiqa", "consistency", "latency_s", "peak_mem_mb", "device",
+    "dataset", "split", "camera", "method", "variant", "n_images", "psnr", "ssim", "lpips", "lpips_vgg",
+    "dists", "musiq", "clipiqa", "consistency", "latency_s", "peak_mem_mb", "device",
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import subprocess
 import sys
@@ -15,7 +16,12 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 def tiny_config() -> dict:
     """.test/config.yaml (the default shrunk to seconds), with its input paths made absolute."""
-    config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    return config_with_absolute_paths(REPO / ".test" / "config.yaml")
+
+
+def config_with_absolute_paths(path: Path) -> dict:
+    """A config file of this repository with its input paths made absolute, to run elsewhere."""
+    config = yaml.safe_load(path.read_text())
     for camera in config["cameras"].values():
         if camera["kind"] == "capture":
             camera["path"] = str(REPO / camera["path"])
@@ -80,3 +86,43 @@ def copy_workflow(target: Path) -> Path:
     for name in ("rules", "workflow_scripts", "schemas", "report", "src", "profiles"):
         shutil.copytree(REPO / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
     return target / "Snakefile"
+
+
+PRESET_OVERRIDES = REPO / "tests" / "preset_overrides"
+
+
+def preset(name: str) -> dict:
+    return yaml.safe_load((REPO / "presets" / f"{name}.yaml").read_text())
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``override`` laid over ``base`` key by key; a null value deletes the key."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def scaled_preset(name: str) -> dict:
+    """A preset scaled down by tests/preset_overrides/<name>.yaml for a CPU run on the replica."""
+    return merge(preset(name), yaml.safe_load((PRESET_OVERRIDES / f"{name}.yaml").read_text()))
+
+
+def preset_on_replica(name: str) -> dict:
+    """A preset unchanged but for its geometry (captured cameras, captures), taken from its scaled
+    version: PSF and capture frames are read before any job, and the replica's are miniature.
+    The jobs it plans are the preset's."""
+    config = preset(name)
+    scaled = scaled_preset(name)
+    for camera, spec in config["cameras"].items():
+        if spec["kind"] == "capture":
+            config["cameras"][camera] = scaled["cameras"][camera]
+    for dataset, spec in config["datasets"].items():
+        if "captures" in spec:
+            spec["captures"] = scaled["datasets"][dataset]["captures"]
+    return config

@@ -10,4 +10,5 @@ with log_to(snakemake.log[0]):
         snakemake.params.tables,
         pseudo=snakemake.params.pseudo,
         capture_tables=snakemake.params.capture_tables,
+        lpips_net=snakemake.params.lpips_net,
     )

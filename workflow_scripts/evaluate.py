@@ -9,4 +9,5 @@ with torch_job(snakemake.log[0], snakemake.threads):
         snakemake.output[0],
         weights_dir=snakemake.params.weights_dir,
         device=snakemake.params.device,
+        scaling=snakemake.params.scaling,
     )

@@ -11,4 +11,5 @@ with log_to(snakemake.log[0]):
         snakemake.input.metrics,
         snakemake.input.get("table"),
         snakemake.params.skip,
+        snakemake.params.lpips_net,
     )

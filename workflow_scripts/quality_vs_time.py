@@ -7,4 +7,5 @@ with log_to(snakemake.log[0]):
         snakemake.wildcards.dataset,
         snakemake.output.png,
         snakemake.input.get("table"),
+        snakemake.params.lpips_net,
     )

@@ -96,7 +96,8 @@ class Metric:
 METRICS: dict[str, Metric] = {
     "psnr": Metric("PSNR", False),
     "ssim": Metric("SSIM", False),
-    "lpips": Metric("LPIPS", True, needs_weights=True),
+    "lpips": Metric("LPIPS (AlexNet)", True, needs_weights=True),
+    "lpips_vgg": Metric("LPIPS (VGG)", True, needs_weights=True),
     "dists": Metric("DISTS", True, needs_weights=True),
     "musiq": Metric("MUSIQ", False, reference=False, needs_weights=True),
     "clipiqa": Metric("CLIP-IQA", False, reference=False, needs_weights=True),
@@ -109,12 +110,21 @@ METRICS: dict[str, Metric] = {
     "consistency": Metric("consistency", True, reference=False),
 }
 # Computed by metrics.perceptual (pyiqa / lpips); psnr, ssim and consistency are metrics.fidelity.
-PERCEPTUAL = ("lpips", "dists", "musiq", "clipiqa", "ms_ssim", "gmsd", "fsim", "vif", "nlpd", "piqe")
+PERCEPTUAL = ("lpips", "lpips_vgg", "dists", "musiq", "clipiqa", "ms_ssim", "gmsd", "fsim", "vif", "nlpd", "piqe")
 WEIGHT_FREE = tuple(m for m in PERCEPTUAL if not METRICS[m].needs_weights)
+# The column of each LPIPS network; a config's ``metrics.lpips`` names the one its tables report.
+LPIPS_COLUMNS = {"alex": "lpips", "vgg": "lpips_vgg"}
+# The per-image scalings before the image metrics (``metrics.scaling``; thincam.metrics.fidelity),
+# as a caption states them.
+SCALINGS = {
+    "none": "none (each reconstruction only clipped to [0,1])",
+    "max": "each reconstruction and reference divided by its own maximum, then clipped to [0,1]",
+}
 # The quality metric a table or figure shows: the first with any value. Full-reference perceptual
 # ones, then PSNR, then no-reference ones (all a capture without ground truth has).
 PERCEPTUAL_PREFERENCE = (
     "lpips",
+    "lpips_vgg",
     "dists",
     "ms_ssim",
     "gmsd",
@@ -126,3 +136,12 @@ PERCEPTUAL_PREFERENCE = (
     "clipiqa",
     "piqe",
 )
+
+
+def metric_conventions(lpips_net: str, scaling: str) -> str:
+    """The caption sentence naming the LPIPS network a table reports and the per-image scaling
+    its metrics saw: published tables differ in both, so a number is comparable only with them."""
+    return (
+        f"LPIPS is {METRICS[LPIPS_COLUMNS[lpips_net]].label}, v0.1 (column {LPIPS_COLUMNS[lpips_net]}). "
+        f"Per-image scaling before the image metrics: {SCALINGS[scaling]}."
+    )

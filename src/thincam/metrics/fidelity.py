@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from thincam.errors import BadInputError
+from thincam.registry import SCALINGS
 
 
 def _check_pair(x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -18,6 +19,20 @@ def _check_pair(x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]
             f"expected two [N,C,H,W] arrays of equal shape, got {x.shape} and {ref.shape}"
         )
     return x, ref
+
+
+def scale_per_image(images: np.ndarray, scaling: str) -> np.ndarray:
+    """``images`` [N,C,H,W] scaled by ``scaling`` (:data:`thincam.registry.SCALINGS`): "none", or
+    "max", divided by its own maximum as LenslessPiCam's benchmark does to reconstruction and
+    reference alike (LCAV/LenslessPiCam, lensless/eval/benchmark.py), which forgives a
+    reconstruction's global gain. An image whose maximum is not positive is left as it is, since
+    dividing by it would flip or blow it up."""
+    if scaling == "none":
+        return images
+    if scaling != "max":
+        raise BadInputError(f"per-image scaling {scaling!r} is not one of {list(SCALINGS)}")
+    peak = images.max(axis=(1, 2, 3), keepdims=True)
+    return np.where(peak > 0, images / np.where(peak > 0, peak, 1), images).astype(images.dtype)
 
 
 def psnr(x: np.ndarray, ref: np.ndarray, data_range: float = 1.0) -> np.ndarray:

@@ -10,6 +10,20 @@ naming it, since a silently wrong metric is worse than none.
 
 The weight-free pyiqa metrics (ms_ssim, gmsd, fsim, vif, nlpd; no-reference piqe) always run; each
 has a smallest image side below which it cannot run (measured with pyiqa 0.1.16), and is NaN there.
+
+LPIPS comes with both trunks, because the published lensless tables differ (``metrics.lpips`` picks
+the one a config's tables report, see ``thincam.report.tables.LPIPS_COLUMNS``):
+
+- ``lpips_vgg``: LenslessPiCam's benchmark (LCAV/LenslessPiCam, lensless/eval/benchmark.py) uses
+  torchmetrics' ``LearnedPerceptualImagePatchSimilarity(net_type="vgg", normalize=True)`` on [0,1]
+  images, each reconstruction and reference first divided by its own maximum; DMDiff
+  (yuanxy92/DMDiff_ICCV2025, src/train.py and src/test.py) uses ``lpips.LPIPS(net="vgg")`` on
+  [-1,1] images, unscaled.
+- ``lpips`` (AlexNet): FlatNet (siddiquesalman/flatnet, val.py) uses PerceptualSimilarity's
+  ``PerceptualLoss(model="net-lin", net="alex")``, unscaled.
+
+All are LPIPS v0.1 with the package's linear heads; [0,1] images here are mapped to [-1,1]
+(``normalize=True``), which is what every one of the three computes.
 """
 
 from __future__ import annotations
@@ -27,7 +41,7 @@ import numpy as np
 import torch
 
 from thincam.errors import BadInputError
-from thincam.models.lpips import ALEXNET_FILE
+from thincam.models.lpips import ALEXNET_FILE, VGG16_FILE
 from thincam.registry import METRICS, PERCEPTUAL, WEIGHT_FREE
 
 log = logging.getLogger(__name__)
@@ -44,14 +58,13 @@ class WeightFile:
 
 _HF = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/"
 _CLIP_RN50_SHA = "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762"
+_VGG16 = WeightFile(VGG16_FILE, "https://download.pytorch.org/models/vgg16-397923af.pth")  # LPIPS(vgg), DISTS
 
 WEIGHT_FILES: dict[str, tuple[WeightFile, ...]] = {
     "lpips": (WeightFile(ALEXNET_FILE, "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),),
+    "lpips_vgg": (_VGG16,),
     "dists": (
-        WeightFile(
-            "hub/checkpoints/vgg16-397923af.pth",
-            "https://download.pytorch.org/models/vgg16-397923af.pth",
-        ),
+        _VGG16,
         WeightFile("hub/pyiqa/DISTS_weights-f5e65c96.pth", _HF + "DISTS_weights-f5e65c96.pth"),
     ),
     "musiq": (
@@ -73,8 +86,8 @@ NO_REFERENCE = tuple(m for m in PERCEPTUAL if not METRICS[m].reference)
 COLUMNS = PERCEPTUAL
 
 # Smallest image side each metric runs on: ms_ssim's 5 scales of an 11-px window, vif's 4 scales,
-# AlexNet's pooling in LPIPS, PIQE's 16x16 blocks.
-MIN_SIDE = {"lpips": 32, "ms_ssim": 161, "vif": 33, "piqe": 16}
+# AlexNet's and VGG's pooling in LPIPS, PIQE's 16x16 blocks.
+MIN_SIDE = {"lpips": 32, "lpips_vgg": 16, "ms_ssim": 161, "vif": 33, "piqe": 16}
 
 _BATCH = 16
 
@@ -109,12 +122,17 @@ def _unloadable(paths: list[Path]) -> list[Path]:
     return bad
 
 
-def _build_lpips(paths: list[Path], device: torch.device) -> Callable:
-    from thincam.models.lpips import load_lpips_alex
+def _lpips_builder(net: str) -> Callable[[list[Path], torch.device], Callable]:
+    """LPIPS(``net``) on [0,1] images (``normalize=True`` maps them to the [-1,1] it expects)."""
 
-    weights_dir = Path(str(paths[0]).removesuffix(ALEXNET_FILE))
-    net = load_lpips_alex(weights_dir, device=device)
-    return lambda a, b: net(a, b, normalize=True)
+    def build(paths: list[Path], device: torch.device) -> Callable:
+        from thincam.models.lpips import TRUNK_FILES, load_lpips
+
+        weights_dir = Path(str(paths[0]).removesuffix(TRUNK_FILES[net]))
+        metric = load_lpips(weights_dir, net=net, device=device)
+        return lambda a, b: metric(a, b, normalize=True)
+
+    return build
 
 
 def _build_dists(paths: list[Path], device: torch.device) -> Callable:
@@ -146,7 +164,8 @@ def _build_clipiqa(paths: list[Path], device: torch.device) -> Callable:
 
 
 _BUILDERS: dict[str, Callable[[list[Path], torch.device], Callable]] = {
-    "lpips": _build_lpips,
+    "lpips": _lpips_builder("alex"),
+    "lpips_vgg": _lpips_builder("vgg"),
     "dists": _build_dists,
     "musiq": _build_musiq,
     "clipiqa": _build_clipiqa,

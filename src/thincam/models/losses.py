@@ -98,9 +98,9 @@ def training_term(
     weighted; else None (L2 alone). One rule for DMDiff, its UNet baseline and NSDD, so they
     train with the same loss on the same inputs."""
     if lpips_weights_dir is not None and float(lpips_weight) > 0:
-        from thincam.models.lpips import load_lpips_alex
+        from thincam.models.lpips import load_lpips
 
-        lpips = load_lpips_alex(lpips_weights_dir, device)
+        lpips = load_lpips(lpips_weights_dir, device=device)
         return PerceptualTerm("lpips(alex)", float(lpips_weight), lambda p, t: lpips(p, t, normalize=True).mean())
     if float(weight_free_weight) > 0:
         return PerceptualTerm(WEIGHT_FREE_NAME, float(weight_free_weight), WeightFreePerceptualLoss().to(device))

@@ -186,6 +186,7 @@ def quality_vs_time(
     dataset: str,
     out_png: str | os.PathLike,
     reported: Collection[tuple[str, str]] = (),
+    lpips_net: str | None = None,
 ) -> Figure:
     """NSDD Fig. 1: perceptual quality against median latency (log x).
 
@@ -194,10 +195,11 @@ def quality_vs_time(
     legend; the variants not chosen are hollow. Where a method's variants trade time for
     quality (DDNM+ steps) a line joins them and each is labelled. The metric is LPIPS where it
     has values, else DISTS, else a weight-free one (said on the axis), else PSNR, else a
-    no-reference one (captures without ground truth).
+    no-reference one (captures without ground truth). ``lpips_net`` (``metrics.lpips``) names the LPIPS network the tables report, so the figure
+    shows the same one.
     """
     rows = dataset_rows(metrics, dataset)
-    metric = best_perceptual(rows)
+    metric = best_perceptual(rows, lpips_net=lpips_net)
     listed = {method for method, _ in reported}
     reported = set(reported) | {
         pair for pair in best_variants(metrics, dataset) if pair[0] not in listed
@@ -263,14 +265,20 @@ def quality_vs_time(
 
 
 def sweep(
-    metrics: pd.DataFrame, dataset: str, out_png: str | os.PathLike, sweeps: Mapping[str, str]
+    metrics: pd.DataFrame,
+    dataset: str,
+    out_png: str | os.PathLike,
+    sweeps: Mapping[str, str],
+    lpips_net: str | None = None,
 ) -> Figure:
     """NSDD Fig. 3: each swept method (a column) against its parameter; the perceptual metric
-    above, PSNR below, rows sharing their y axis so methods compare across the page."""
+    above, PSNR below, rows sharing their y axis so methods compare across the page.
+    ``lpips_net`` (``metrics.lpips``) names the LPIPS network the tables report, so the figure
+    shows the same one."""
     if not sweeps:
         raise BadInputError("sweep: no methods to plot")
     rows = dataset_rows(metrics, dataset)
-    metric = best_perceptual(rows)
+    metric = best_perceptual(rows, lpips_net=lpips_net)
     shown = [metric] + (["psnr"] if metric != "psnr" and rows["psnr"].notna().any() else [])
     with rc_context(STYLE):
         width = min(PAGE_WIDTH_IN, 0.4 + 2.1 * len(sweeps))
@@ -339,12 +347,14 @@ def qualitative(
     reference: np.ndarray | None = None,
     scores: Mapping[str, pd.DataFrame] | None = None,
     n_images: int = 4,
+    lpips_net: str | None = None,
 ) -> Figure:
     """NSDD Fig. 5: a row per test image; measurement (stretched), one column per method
     (``columns``: title -> xhat [N,C,H,W], clipped to [0,1] as the metrics see it), reference.
 
     ``scores`` (title -> per-image metrics, row i for image i) puts PSNR and the perceptual
-    metric under each image; the metric is named once, under the grid.
+    metric under each image; the metric is named once, under the grid. ``lpips_net`` (``metrics.lpips``) names the LPIPS network the tables report, so the figure
+    shows the same one.
     """
     if not columns:
         raise BadInputError("qualitative: no reconstructions to show")
@@ -355,7 +365,11 @@ def qualitative(
                 f"qualitative: {title!r} has {len(xhat)} images, the grid shows {rows}"
             )
     scores = dict(scores or {})
-    metric = best_perceptual(pd.concat(scores.values()), exclude=("psnr",)) if scores else "psnr"
+    metric = (
+        best_perceptual(pd.concat(scores.values()), exclude=("psnr",), lpips_net=lpips_net)
+        if scores
+        else "psnr"
+    )
     metric = None if metric == "psnr" else metric
     titles = ["measurement", *columns] + (["reference"] if reference is not None else [])
     n_cols = len(titles)

@@ -20,6 +20,7 @@ import pandas as pd
 from thincam.errors import BadInputError
 from thincam.registry import (
     CHOICE_SPLIT,
+    LPIPS_COLUMNS,
     METHODS,
     METRICS,
     NSDD_ABLATION_ROWS,
@@ -41,6 +42,7 @@ CORE_COLUMNS = [
     "psnr",
     "ssim",
     "lpips",
+    "lpips_vgg",
     "dists",
     "musiq",
     "clipiqa",
@@ -57,6 +59,7 @@ PER_IMAGE_REQUIRED = [
     "psnr",
     "ssim",
     "lpips",
+    "lpips_vgg",
     "dists",
     "musiq",
     "clipiqa",
@@ -159,13 +162,18 @@ def aggregate(
     return df.sort_values(["dataset", "split", "method", "variant"], kind="stable").reset_index(drop=True)
 
 
-def best_perceptual(df: pd.DataFrame, exclude: Sequence[str] = ()) -> str:
+def best_perceptual(
+    df: pd.DataFrame, exclude: Sequence[str] = (), lpips_net: str | None = None
+) -> str:
     """The first metric of :data:`PERCEPTUAL_PREFERENCE` (less ``exclude``) with any value in ``df``.
 
-    psnr when none has one, so the caller's message names the metric it found missing.
+    With ``lpips_net`` only that network's LPIPS column counts: a table reproducing a paper reports
+    the LPIPS of that paper or none, never the other one in its place. psnr when none has a value,
+    so the caller's message names the metric it found missing.
     """
+    others = [column for net, column in LPIPS_COLUMNS.items() if lpips_net not in (None, net)]
     for name in PERCEPTUAL_PREFERENCE:
-        if name not in exclude and name in df.columns and df[name].notna().any():
+        if name not in (*exclude, *others) and name in df.columns and df[name].notna().any():
             return name
     return "psnr"
 
@@ -179,7 +187,9 @@ def dataset_rows(df: pd.DataFrame, dataset: str, split: str = REPORT_SPLIT) -> p
     return rows.assign(method_key=rows["method"].str.lower())
 
 
-def choose_on_val(metrics_df: pd.DataFrame, dataset: str, method: str, metric: str) -> str | None:
+def choose_on_val(
+    metrics_df: pd.DataFrame, dataset: str, method: str, metric: str, lpips_net: str | None = None
+) -> str | None:
     """The variant of ``method`` with the best ``metric`` on the validation split.
 
     None when the method has one variant on the reported split (nothing to choose). Several
@@ -204,7 +214,7 @@ def choose_on_val(metrics_df: pd.DataFrame, dataset: str, method: str, metric: s
             f"results to choose among them"
         )
     if metric not in val.columns or val[metric].isna().all():
-        metric = best_perceptual(val)
+        metric = best_perceptual(val, lpips_net=lpips_net)
     return str(_best_row(val.assign(method_key=method), metric)["variant"])
 
 
@@ -272,6 +282,7 @@ def nsdd_main_table(
     dataset: str,
     variants: Mapping[str, str] | None = None,
     methods: Sequence[str] = PAPER_TABLE_ROWS["nsdd_main"],
+    lpips_net: str = "alex",
 ) -> pd.DataFrame:
     """Method | Variant | PSNR | SSIM | <perceptual> | consistency | time (s) | memory (MB).
 
@@ -280,14 +291,16 @@ def nsdd_main_table(
     else the one with the best perceptual metric on the validation split (:func:`choose_on_val`).
     """
     rows = dataset_rows(metrics_df, dataset)
-    metric = best_perceptual(rows)
+    metric = best_perceptual(rows, lpips_net=lpips_net)
     chosen = []
     for method in methods:
         candidates = rows[rows["method_key"] == method]
         if candidates.empty:
             log.warning("%s: no %s results; its row is left out of the NSDD table", dataset, method)
             continue
-        variant = (variants or {}).get(method) or choose_on_val(metrics_df, dataset, method, metric)
+        variant = (variants or {}).get(method) or choose_on_val(
+            metrics_df, dataset, method, metric, lpips_net
+        )
         if variant is not None:
             candidates = candidates[candidates["variant"] == variant]
             if candidates.empty:
@@ -303,20 +316,21 @@ def nsdd_main_table(
     return _table(pd.DataFrame(chosen), columns)
 
 
-def nsdd_ablation_table(metrics_df: pd.DataFrame, dataset: str) -> pd.DataFrame:
+def nsdd_ablation_table(metrics_df: pd.DataFrame, dataset: str, lpips_net: str = "alex") -> pd.DataFrame:
     """The teacher beside the null-space and the full-image student (trained on the same targets)."""
     rows = dataset_rows(metrics_df, dataset)
     present = {label: m for label, m in NSDD_ABLATION_ROWS.items() if (rows["method_key"] == m).any()}
     if not {"nsdd", "nsdd_full"} <= set(present.values()):
         raise BadInputError(f"{dataset}: the NSDD ablation needs nsdd and nsdd_full results")
-    table = nsdd_main_table(metrics_df, dataset, methods=tuple(present.values()))
+    table = nsdd_main_table(metrics_df, dataset, methods=tuple(present.values()), lpips_net=lpips_net)
     table.insert(0, "Ablation", list(present))
     return table.drop(columns="Method")
 
 
-def _dmdiff_columns(rows: pd.DataFrame) -> dict[str, str]:
-    """PSNR, SSIM, the four learned metrics (empty when absent), and the weight-free ones present."""
-    names = ["psnr", "ssim", "lpips", "dists", "musiq", "clipiqa"]
+def _dmdiff_columns(rows: pd.DataFrame, lpips_net: str) -> dict[str, str]:
+    """PSNR, SSIM, the four learned metrics (LPIPS of ``lpips_net``; empty when absent), and the
+    weight-free ones present."""
+    names = ["psnr", "ssim", LPIPS_COLUMNS[lpips_net], "dists", "musiq", "clipiqa"]
     names += [n for n in WEIGHT_FREE_EXTRAS if n in rows.columns and rows[n].notna().any()]
     return {n: METRICS[n].label for n in names}
 
@@ -325,6 +339,7 @@ def dmdiff_main_table(
     metrics_df: pd.DataFrame,
     dataset: str,
     variants: Sequence[str] | None = None,
+    lpips_net: str = "alex",
 ) -> pd.DataFrame:
     """The baselines (each chosen on val) and the DMDiff variants (all, or ``variants`` in that
     order): Wiener, the supervised UNet (SwinIR's place in the paper: what the diffusion prior
@@ -333,16 +348,17 @@ def dmdiff_main_table(
     rows, dmdiff = _dmdiff_rows(metrics_df, dataset, variants)
     if dmdiff.empty:
         raise BadInputError(f"{dataset}: no dmdiff results in the metrics table")
+    metric = best_perceptual(rows, lpips_net=lpips_net)
     selected = []
     for method in PAPER_TABLE_ROWS["dmdiff_main"]:
         candidates = rows[rows["method_key"] == method]
         if candidates.empty:
             continue
-        variant = choose_on_val(metrics_df, dataset, method, best_perceptual(rows))
+        variant = choose_on_val(metrics_df, dataset, method, metric, lpips_net)
         if variant is not None:
             candidates = candidates[candidates["variant"] == variant]
         selected.append(candidates.iloc[:1])
-    columns = _dmdiff_columns(rows) | {"consistency": METRICS["consistency"].label, "latency_s": "time (s)"}
+    columns = _dmdiff_columns(rows, lpips_net) | {"consistency": METRICS["consistency"].label, "latency_s": "time (s)"}
     return _table(pd.concat([*selected, dmdiff]), columns)
 
 
@@ -370,6 +386,7 @@ def alpha_sweep_table(
     metrics_df: pd.DataFrame,
     dataset: str,
     variants: Sequence[str] | None = None,
+    lpips_net: str = "alex",
 ) -> pd.DataFrame:
     """The DMDiff runs whose params set the decoder mix ``alpha`` (or just ``variants``), by alpha."""
     rows, dmdiff = _dmdiff_rows(metrics_df, dataset, variants)
@@ -378,7 +395,7 @@ def alpha_sweep_table(
     if swept.empty:
         raise BadInputError(f"{dataset}: no dmdiff run has an 'alpha' parameter")
     swept = swept.assign(alpha=swept["alpha"].astype(float)).sort_values("alpha", kind="stable")
-    table = _table(swept, _dmdiff_columns(rows))
+    table = _table(swept, _dmdiff_columns(rows, lpips_net))
     table.insert(2, "alpha", swept["alpha"].to_numpy())
     return table
 
@@ -388,6 +405,7 @@ def dmdiff_ablation_table(
     dataset: str,
     variants: Mapping[str, str] = ABLATION_VARIANTS,
     pseudo: Mapping[str, Any] | None = None,
+    lpips_net: str = "alex",
 ) -> pd.DataFrame:
     """One row per ablation (label -> dmdiff variant), in the order given; every one must exist.
 
@@ -398,7 +416,7 @@ def dmdiff_ablation_table(
     """
     rows = dataset_rows(metrics_df, dataset)
     picked = _pick_variants(rows[rows["method_key"] == "dmdiff"], list(variants.values()), dataset)
-    table = _table(picked, _dmdiff_columns(rows))
+    table = _table(picked, _dmdiff_columns(rows, lpips_net))
     table.insert(0, "Ablation", list(variants))
     table = table.drop(columns="Method")
     if pseudo is not None:

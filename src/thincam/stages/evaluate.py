@@ -5,7 +5,9 @@ and build, the metrics of 16 small images a fraction of that (the demo's 35 eval
 mostly start-up). Its CSV has one row per (method, variant, image).
 
 Image metrics see the reconstruction clipped to [0,1] (what is displayed and what the perceptual
-metrics accept); consistency ||A xhat - y|| / ||y|| sees it unclipped, as the solver produced it.
+metrics accept), after the configured per-image scaling of it and of its reference
+(:func:`thincam.metrics.fidelity.scale_per_image`: a published table's convention);
+consistency ||A xhat - y|| / ||y|| sees it unscaled and unclipped, as the solver produced it.
 A dataset without ground truth (captures) gets the no-reference metrics and consistency only; the
 full-reference columns stay in the CSV, empty.
 """
@@ -90,13 +92,15 @@ def evaluate_reconstruction(
     weights_dir: str | os.PathLike | None = None,
     device: str = "cpu",
     metrics: PerceptualMetrics | None = None,
+    scaling: str = "none",
 ) -> pd.DataFrame:
     """One row per image (:data:`COLUMNS`) of one reconstruction file.
 
     ``forward`` maps xhat [B,C,H,W] to the measurement grid (the camera's A); without it
     consistency is left empty. ``metrics`` lets one job evaluate many files with one loaded set.
-    Both files are read one block of rows at a time (:func:`thincam.data.h5io.read_rows`): every
-    metric is per image, and a split need not fit in memory.
+    ``scaling`` (:data:`thincam.registry.SCALINGS`) applies to xhat and x before the image
+    metrics. Both files are read one block of rows at a time (:func:`thincam.data.h5io.read_rows`):
+    every metric is per image, and a split need not fit in memory.
     """
     _, recon_attrs = read_h5(recon_path, names=[], contract="recon")
     _, data_attrs = read_h5(data_path, names=[], contract="dataset")
@@ -120,18 +124,23 @@ def evaluate_reconstruction(
         recon, _ = read_rows(recon_path, ["xhat", "latency_s", "index"], rows, contract="recon")
         data, _ = read_rows(data_path, data_names, rows, contract="dataset")
         _check_match(recon, recon_attrs, data, data_attrs, recon_path, data_path, first_row=block)
-        table, block_lo, block_hi = _block_table(recon, data, forward, metrics, device, recon_path, data_path)
+        table, block_lo, block_hi = _block_table(recon, data, forward, metrics, scaling, device, recon_path, data_path)
         tables.append(table)
         lo, hi = min(lo, block_lo), max(hi, block_hi)
     if lo < -0.01 or hi > 1.01:
-        log.warning("%s: xhat spans [%.3g, %.3g], not [0,1]; metrics see it clipped", recon_path, lo, hi)
+        log.warning(
+            "%s: xhat (scaling %s) spans [%.3g, %.3g], not [0,1]; metrics see it clipped",
+            recon_path, scaling, lo, hi,
+        )  # fmt: skip
     if not tables:
         return pd.DataFrame({name: [] for name in COLUMNS}, columns=COLUMNS)
     return pd.concat(tables, ignore_index=True)
 
 
-def _block_table(recon, data, forward, metrics, device, recon_path, data_path) -> tuple[pd.DataFrame, float, float]:
-    """The metric rows of one block of images, and the block's xhat range."""
+def _block_table(
+    recon, data, forward, metrics, scaling, device, recon_path, data_path
+) -> tuple[pd.DataFrame, float, float]:
+    """The metric rows of one block of images, and the block's range of scaled xhat."""
     xhat = recon["xhat"].astype(np.float32)
     n = len(xhat)
     nan = np.full(n, np.nan)
@@ -148,15 +157,16 @@ def _block_table(recon, data, forward, metrics, device, recon_path, data_path) -
             consistency = fidelity.consistency(a_xhat, data["y"])
         except BadInputError as err:
             raise BadInputError(f"{data_path}: {err}") from err
-    shown = np.clip(xhat, 0.0, 1.0)
-    x = data.get("x")
+    scaled = fidelity.scale_per_image(xhat, scaling)
+    shown = np.clip(scaled, 0.0, 1.0)
+    x = fidelity.scale_per_image(data["x"], scaling) if "x" in data else None
     table: dict[str, Any] = {"index": data["index"].astype(np.int64)}
     table["psnr"] = fidelity.psnr(shown, x) if x is not None else nan
     table["ssim"] = fidelity.ssim(shown, x) if x is not None else nan
     table.update(metrics(shown, x))
     table["consistency"] = consistency
     table["latency_s"] = recon["latency_s"].astype(np.float64)
-    return pd.DataFrame(table, columns=COLUMNS), float(xhat.min()), float(xhat.max())
+    return pd.DataFrame(table, columns=COLUMNS), float(scaled.min()), float(scaled.max())
 
 
 def evaluate(
@@ -166,9 +176,11 @@ def evaluate(
     out_csv: str | os.PathLike,
     weights_dir: str | os.PathLike | None = None,
     device: str = "cpu",
+    scaling: str = "none",
 ) -> pd.DataFrame:
     """Every reconstruction of one dataset split against it, with the operator the dataset was
-    made with and one loaded set of metrics; one CSV (:data:`RUN_KEYS` + :data:`COLUMNS`)."""
+    made with and one loaded set of metrics; one CSV (:data:`RUN_KEYS` + :data:`COLUMNS`).
+    ``scaling``: the per-image scaling before the image metrics (:func:`evaluate_reconstruction`)."""
     physics = load_operator(psf_path, dataset_operator(data_path), device=device)
     metrics = PerceptualMetrics(weights_dir, device=device)
     runs = []
@@ -178,7 +190,8 @@ def evaluate(
         if missing:
             raise BadInputError(f"{recon_path}: attribute(s) {missing} missing")
         df = evaluate_reconstruction(
-            recon_path, data_path, forward=physics.A, device=device, metrics=metrics
+            recon_path, data_path, forward=physics.A, device=device, metrics=metrics,
+            scaling=scaling,
         )
         for key in reversed(RUN_KEYS):
             df.insert(0, key, attrs[key])

@@ -104,8 +104,10 @@ def aggregate(
     paper_tables: Mapping[str, tuple[str, str]],
     pseudo: Mapping[str, Mapping] | None = None,
     capture_tables: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+    lpips_net: str = "alex",
 ) -> None:
-    """metrics.csv from every run, then each paper table {path: (kind, dataset)} beside it.
+    """metrics.csv from every run, then each paper table {path: (kind, dataset)} beside it,
+    reporting the LPIPS of ``lpips_net`` (the convention of the paper it reproduces).
 
     ``pseudo``: {dataset: {"file": pseudo_pairs.h5, "asks": {dmdiff variant: bool}}}, for the
     DMDiff ablation table's pseudo-pair columns. ``capture_tables``: {path: (dataset,
@@ -128,7 +130,7 @@ def aggregate(
         if kind == "dmdiff_ablation" and dataset in (pseudo or {}):
             report = pseudo[dataset]
             extra["pseudo"] = {"quality": read_pseudo_quality(report["file"]), "asks": report["asks"]}
-        write_csv_atomic(PAPER_TABLES[kind](metrics, dataset, **extra), path)
+        write_csv_atomic(PAPER_TABLES[kind](metrics, dataset, lpips_net=lpips_net, **extra), path)
     for path, (dataset, runs) in (capture_tables or {}).items():
         write_csv_atomic(tables.capture_table(metrics, dataset, runs), path)
 
@@ -180,20 +182,34 @@ def one_per_method(chosen: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def quality_vs_time(
-    metrics_csv: str, dataset: str, out_png: str, table_csv: str | None = None
+    metrics_csv: str,
+    dataset: str,
+    out_png: str,
+    table_csv: str | None = None,
+    lpips_net: str | None = None,
 ) -> None:
-    """NSDD Fig. 1: perceptual metric against latency, the runs ``table_csv`` reports filled."""
+    """NSDD Fig. 1: perceptual metric (LPIPS of ``lpips_net``, as the tables) against latency, the
+    runs ``table_csv`` reports filled."""
     reported = figure_columns(metrics_csv, dataset, table_csv)
     try:
-        figures.quality_vs_time(_dataset_metrics(metrics_csv, dataset), dataset, out_png, reported)
+        figures.quality_vs_time(
+            _dataset_metrics(metrics_csv, dataset), dataset, out_png, reported, lpips_net
+        )
     except BadInputError as err:
         raise BadInputError(f"{metrics_csv}: {err}") from err
 
 
-def sweep(metrics_csv: str, dataset: str, out_png: str, sweeps: Mapping[str, str]) -> None:
-    """NSDD Fig. 3: each method's metrics against its swept parameter."""
+def sweep(
+    metrics_csv: str,
+    dataset: str,
+    out_png: str,
+    sweeps: Mapping[str, str],
+    lpips_net: str | None = None,
+) -> None:
+    """NSDD Fig. 3: each method's metrics (LPIPS of ``lpips_net``, as the tables) against its
+    swept parameter."""
     try:
-        figures.sweep(_dataset_metrics(metrics_csv, dataset), dataset, out_png, sweeps)
+        figures.sweep(_dataset_metrics(metrics_csv, dataset), dataset, out_png, sweeps, lpips_net)
     except BadInputError as err:
         raise BadInputError(f"{metrics_csv}: {err}") from err
 
@@ -237,10 +253,12 @@ def qualitative(
     metrics_csv: str,
     table_csv: str | None = None,
     skip: Sequence[Sequence[str]] = (),
+    lpips_net: str | None = None,
 ) -> None:
     """NSDD Fig. 5: measurement | a (method, variant) per method (:func:`one_per_method` of
     :func:`figure_columns`, less the methods of ``tables.QUALITATIVE_OMITS``) | reference, with
-    each image's PSNR and perceptual score from the split's evaluate CSV ``metric_csv``."""
+    each image's PSNR and perceptual score (LPIPS of ``lpips_net``, as the tables) from the
+    split's evaluate CSV ``metric_csv``."""
     data, data_attrs = read_h5(data_path, contract="dataset")
     chosen = one_per_method(
         [
@@ -271,7 +289,7 @@ def qualitative(
         if not np.array_equal(per_image["index"], data["index"]):
             raise BadInputError(f"{metric_csv}: the image indices of {pair} are not those of {data_path}")
         scores[title] = per_image
-    figures.qualitative(data["y"], columns, out_png, data.get("x"), scores, n_images)
+    figures.qualitative(data["y"], columns, out_png, data.get("x"), scores, n_images, lpips_net)
 
 
 def capture_figure(

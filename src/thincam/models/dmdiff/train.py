@@ -45,7 +45,7 @@ TRAIN_KEYS = (
 )
 # Keys with a paper value that a config may still override.
 # weight_free_weight: the weight-free perceptual term (models.losses), used when LPIPS weights are
-# absent; chosen on the validation split of the demo (README: "DMDiff's alpha sweep").
+# absent; chosen on the validation split of the demo (docs/results.md: the weight-free term choice).
 TRAIN_OPTIONAL = {"lpips_weight": 2.5, "weight_free_weight": 0.5, "svda_hidden": 64}
 TRAIN_DEFAULTS = {
     "steps": 600,  # with lr 1e-3: minutes on one CPU thread at 32 px
