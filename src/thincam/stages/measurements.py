@@ -143,7 +143,7 @@ def assign_splits(captures: Mapping[str, Any], sizes: Mapping[str, int], seed: i
 
 
 def ingest_captures(
-    psf_path: str, dataset: Mapping[str, Any], name: str, out_paths: Mapping[str, str], seed: int, chunk: int = 32
+    psf_path: str, dataset: Mapping[str, Any], name: str, out_paths: Mapping[str, str], seed: int
 ) -> None:
     """Write the configured splits of a real capture set; references become ``x`` when present.
 
@@ -153,8 +153,8 @@ def ingest_captures(
     scenes lie in [0, 1]). The median of the captures' corner-noise estimates, in the same
     units, is stored in the ``noise`` attribute (``gaussian_sigma_estimate``). Per image the file
     records its source files (``source``, ``reference_source``: paths relative to the release
-    root) and, for a release with pseudo captures, ``pseudo``. The files are streamed, ``chunk``
-    images at a time: a release (Mirflickr: 25 000 pairs, 39 GB as float32) need not fit in memory.
+    root) and, for a release with pseudo captures, ``pseudo``. The files are streamed one image at a
+    time: a release (Mirflickr: 25 000 pairs, 39 GB as float32) need not fit in memory.
     """
     from thincam.logs import progress
 
@@ -229,22 +229,19 @@ def ingest_captures(
         bar = progress(total=len(everything), desc=f"ingest {name}")
         for split in SPLITS:
             writers, _ = files[split]
-            pairs = assigned[split]
-            for start in range(0, len(pairs), chunk):
-                batch = pairs[start : start + chunk]
-                ys, xs = zip(*(prepared(pair) for pair in batch))
-                if has_x and any(x is None for x in xs):
-                    missing = next(p.measurement for p, x in zip(batch, xs) if x is None)
-                    raise BadInputError(f"{missing}: no reference, while other captures of {name} have one")
-                writers["y"].append(np.stack(ys))
-                writers["index"].append(np.array([index_of[p.source] for p in batch], np.int64))
-                writers["source"].append(_encode([p.source for p in batch]))
+            for pair in assigned[split]:  # one image at a time: memory stays flat with the release's size
+                y, x = prepared(pair)
+                if has_x and x is None:
+                    raise BadInputError(f"{pair.measurement}: no reference, while other captures of {name} have one")
+                writers["y"].append(y[None])
+                writers["index"].append(np.array([index_of[pair.source]], np.int64))
+                writers["source"].append(_encode([pair.source]))
                 if has_x:
-                    writers["x"].append(np.stack(xs))
-                    writers["reference_source"].append(_encode([p.reference_source for p in batch]))
+                    writers["x"].append(x[None])
+                    writers["reference_source"].append(_encode([pair.reference_source]))
                 if has_pseudo:
-                    writers["pseudo"].append(np.array([p.pseudo for p in batch]))
-                bar.update(len(batch))
+                    writers["pseudo"].append(np.array([pair.pseudo]))
+                bar.update(1)
         bar.close()
         estimate = float(np.median(sigmas)) if sigmas else float("nan")
         noise = {
