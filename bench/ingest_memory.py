@@ -40,15 +40,18 @@ DISTINCT = 16
 MIRFLICKR_SHAPE = (270, 480)
 FFHQ_SIDE = 256
 
+# The child's own peak is VmHWM of its process image: ru_maxrss would also count the parent's
+# memory at the fork, which Linux carries over the exec.
 CHILD = """
-import json, resource, sys, time
+import json, re, sys, time
 sys.path.insert(0, {src!r})
 from thincam.stages.measurements import {function}
 args = json.loads(sys.argv[1])
 start = time.perf_counter()
 {function}(*args)
 elapsed = time.perf_counter() - start
-print(json.dumps({{"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": elapsed}}))
+peak_kb = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+print(json.dumps({{"peak_mb": peak_kb / 1024, "seconds": elapsed}}))
 """
 
 
