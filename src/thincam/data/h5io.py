@@ -4,7 +4,9 @@ A file is written to a temporary name in the destination folder and renamed into
 killed job never leaves a file under the final name. Every dataset's SHA-256 is stored in the
 root attributes (``sha256/<name>``); readers recompute it and reject a file that does not match,
 naming it. Attributes are written in sorted order with fixed HDF5 settings and a fixed
-``track_times=False``, so the same arrays and attributes give the same bytes.
+``track_times=False``, so the same arrays and attributes give the same bytes. Outputs larger than
+memory are written row by row (:func:`streaming_h5`), with a SHA-256 per block of rows as well, so
+:func:`read_rows` can read and verify a few blocks without reading the file.
 """
 
 from __future__ import annotations
