@@ -190,12 +190,13 @@ def _dmdiff_models(path: Path) -> dict[str, str]:
 
 def _capture_files(paths: list[str]) -> list[Path]:
     from thincam.data.images import IMAGE_SUFFIXES
+    from thincam.data.layouts import image_files
 
     files = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = image_files(path, nested=False)  # a broken link is refused, naming it, as in the workflow
             if not found:
                 raise BadInputError(f"{path}: no capture files ({', '.join(sorted(IMAGE_SUFFIXES))})")
             files += found

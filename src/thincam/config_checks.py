@@ -168,6 +168,7 @@ def _check_ddnm_forms(name: str, dataset: Mapping[str, Any]) -> None:
 def check_config(config: Mapping[str, Any], root: Path) -> None:
     """Raise ConfigError naming the key of the first dangling reference or missing input path."""
     cameras = config["cameras"]
+    first_captures: dict = {}  # each capture dataset's first frame, read once
     for name, camera in cameras.items():
         if camera["kind"] == "capture":
             _check_path(camera["path"], f"cameras.{name}.path", root)
@@ -184,7 +185,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             )
         if "captures" in dataset:
             _check_path(dataset["captures"]["path"], f"datasets.{name}.captures.path", root)
-            _check_capture_scale(name, dataset, cameras[dataset["camera"]], root)
+            _check_capture_scale(name, dataset, cameras[dataset["camera"]], root, first_captures)
         source = dataset.get("source", {})
         if source.get("kind") == "folder":
             _check_path(source.get("path"), f"datasets.{name}.source.path", root)
@@ -220,7 +221,7 @@ def check_config(config: Mapping[str, Any], root: Path) -> None:
             raise ConfigError(f"config key datasets.{name}.prior: no prior {prior!r} configured")
         _check_models_from(name, config)
         _check_noise_source(name, config)
-    _check_priors(config, root)
+    _check_priors(config, root, first_captures)
     _check_path((config.get("metrics") or {}).get("weights_dir"), "metrics.weights_dir", root)
     for dataset, recons in config["figures"]["capture_figures"].items():
         for recon in recons:
@@ -359,9 +360,16 @@ def _check_dmdiff(name: str, dataset: Mapping[str, Any], kind: str, methods, roo
     _check_path(spec["base"]["path"], f"{key}.base.path", root)
 
 
-def _first_capture(name: str, dataset: Mapping[str, Any], root: Path) -> tuple[Path, np.ndarray]:
+def _first_capture(name: str, dataset: Mapping[str, Any], root: Path, seen: dict) -> tuple[Path, np.ndarray]:
     """(path, [C,H,W] frame before downsampling) of a dataset's first capture, read as ingestion
-    reads every capture: what its captures look like."""
+    reads every capture: what its captures look like. ``seen`` keeps it for the rest of the check:
+    a release lists tens of thousands of files, and the pixel-scale and channel checks both ask."""
+    if name not in seen:
+        seen[name] = _read_first_capture(name, dataset, root)
+    return seen[name]
+
+
+def _read_first_capture(name: str, dataset: Mapping[str, Any], root: Path) -> tuple[Path, np.ndarray]:
     captures = dataset["captures"]
     try:
         first = find_pairs(captures["format"], str(_resolve(captures["path"], root)))[0].measurement
@@ -373,14 +381,16 @@ def _first_capture(name: str, dataset: Mapping[str, Any], root: Path) -> tuple[P
     return first, frame
 
 
-def _check_capture_scale(name: str, dataset: Mapping[str, Any], camera: Mapping[str, Any], root: Path) -> None:
+def _check_capture_scale(
+    name: str, dataset: Mapping[str, Any], camera: Mapping[str, Any], root: Path, seen: dict
+) -> None:
     """Captures and a captured PSF must be at one pixel scale, so their whole frames, each after
     its own downsample, are the same size (a release may ship its captures downsampled already).
     At another scale the PSF blurs the scene by the wrong amount, though a crop can make the
     sensor sizes agree."""
     if camera["kind"] != "capture":
         return
-    first, capture = _first_capture(name, dataset, root)
+    first, capture = _first_capture(name, dataset, root, seen)
     psf = read_psf_frame(
         _resolve(camera["path"], root), camera["bit_depth"], f"cameras.{dataset['camera']}",
         camera.get("format"), camera.get("window"),
@@ -421,20 +431,20 @@ def _prior_facts(name: str, config: Mapping[str, Any], root: Path) -> dict[str, 
         raise ConfigError(f"config key {key}.train: {err}") from err
 
 
-def _image_channels(name: str, config: Mapping[str, Any], root: Path) -> tuple[int, str]:
+def _image_channels(name: str, config: Mapping[str, Any], root: Path, seen: dict) -> tuple[int, str]:
     """(channels of a dataset's images, what decides them): the camera's, or 3 where the first
     capture is in colour (a 1-channel PSF is then shared by the three channels)."""
     dataset = config["datasets"][name]
     channels = int(config["cameras"][dataset["camera"]]["channels"])
     why = f"camera {dataset['camera']!r}"
     if "captures" in dataset:
-        first, capture = _first_capture(name, dataset, root)
+        first, capture = _first_capture(name, dataset, root, seen)
         if capture.shape[0] > channels:
             channels, why = 3, f"capture {first}"
     return channels, why
 
 
-def _check_priors(config: Mapping[str, Any], root: Path) -> None:
+def _check_priors(config: Mapping[str, Any], root: Path, seen: dict) -> None:
     """What a prior can do, against what each dataset asks of it: channels, an image its UNet can
     halve, and no more sampling steps than its training timesteps."""
     datasets = config["datasets"]
@@ -450,7 +460,7 @@ def _check_priors(config: Mapping[str, Any], root: Path) -> None:
         if not uses:
             continue
         via = f" (through datasets.{name}.models_from)" if source != name else ""
-        channels, why = _image_channels(name, config, root)
+        channels, why = _image_channels(name, config, root, seen)
         if channels != facts[prior]["channels"]:
             raise ConfigError(
                 f"config keys datasets.{name}.camera and priors.{prior}{via}: the images have "

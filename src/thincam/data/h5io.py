@@ -156,19 +156,9 @@ def read_h5(
     contract: str | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Read datasets (all, or ``names``) and attributes, verifying checksums; read-only."""
-    import h5py
-
     path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise CorruptFileError(f"{path}: not a readable HDF5 file ({err})") from err
+    handle, attrs = _open_checked(path, contract)
     with handle:
-        attrs = {key: _decode_attr(handle.attrs[key]) for key in handle.attrs}
-        if contract is not None and attrs.get(CONTRACT_ATTR) != contract:
-            raise CorruptFileError(
-                f"{path}: expected a {contract!r} file, found {attrs.get(CONTRACT_ATTR)!r}"
-            )
         wanted = list(handle.keys()) if names is None else names
         arrays = {}
         for name in wanted:
@@ -184,7 +174,27 @@ def read_h5(
                     raise CorruptFileError(f"{path}: dataset {name!r} has no checksum")
                 if array_sha256(arrays[name]) != expected:
                     raise CorruptFileError(f"{path}: checksum mismatch in dataset {name!r}")
-    return arrays, {k: v for k, v in attrs.items() if not k.startswith((CHECKSUM_PREFIX, BLOCK_PREFIX))}
+    return arrays, _public(attrs)
+
+
+def _open_checked(path: Path, contract: str | None):
+    """(open read-only handle, decoded attributes), the file's contract checked."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise CorruptFileError(f"{path}: not a readable HDF5 file ({err})") from err
+    attrs = {key: _decode_attr(handle.attrs[key]) for key in handle.attrs}
+    if contract is not None and attrs.get(CONTRACT_ATTR) != contract:
+        handle.close()
+        raise CorruptFileError(f"{path}: expected a {contract!r} file, found {attrs.get(CONTRACT_ATTR)!r}")
+    return handle, attrs
+
+
+def _public(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes without the checksums."""
+    return {k: v for k, v in attrs.items() if not k.startswith((CHECKSUM_PREFIX, BLOCK_PREFIX))}
 
 
 def read_rows(
@@ -195,20 +205,16 @@ def read_rows(
     rows and one block, not the file. A file without block checksums (written at once, hence
     small) is read whole and verified by :func:`read_h5`.
     """
-    import h5py
-
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) > 1 and not (np.diff(rows) > 0).all():
         raise ValueError("read_rows needs strictly increasing row numbers")
-    _, attrs_all = read_h5(path, names=[], contract=contract)
-    with h5py.File(path, "r") as handle:
-        blocked = all(BLOCK_PREFIX + name in handle.attrs for name in names)
-        if blocked:
-            arrays = {name: _verified_rows(path, handle, name, rows) for name in names}
-    if not blocked:
-        whole, _ = read_h5(path, names=names, contract=contract)
-        arrays = {name: whole[name][rows] for name in names}
-    return arrays, attrs_all
+    path = Path(path)
+    handle, attrs = _open_checked(path, contract)
+    with handle:
+        if all(BLOCK_PREFIX + name in attrs for name in names):
+            return {name: _verified_rows(path, handle, name, rows, attrs) for name in names}, _public(attrs)
+    whole, _ = read_h5(path, names=names, contract=contract)
+    return {name: whole[name][rows] for name in names}, _public(attrs)
 
 
 def dataset_names(path: str | os.PathLike) -> list[str]:
@@ -233,11 +239,11 @@ def n_rows(path: str | os.PathLike, name: str) -> int:
         raise CorruptFileError(f"{path}: no readable dataset {name!r} ({err})") from err
 
 
-def _verified_rows(path, handle, name: str, rows: np.ndarray) -> np.ndarray:
+def _verified_rows(path, handle, name: str, rows: np.ndarray, attrs: Mapping[str, Any]) -> np.ndarray:
     if name not in handle:
         raise CorruptFileError(f"{path}: dataset {name!r} is missing")
     dataset = handle[name]
-    digests = json.loads(_decode_attr(handle.attrs[BLOCK_PREFIX + name]))
+    digests = json.loads(attrs[BLOCK_PREFIX + name])
     out = np.empty((len(rows), *dataset.shape[1:]), dtype=dataset.dtype)
     if len(rows) and (rows[0] < 0 or rows[-1] >= dataset.shape[0]):
         raise ValueError(f"{path}: rows outside 0..{dataset.shape[0] - 1} of {name!r}")

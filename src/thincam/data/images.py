@@ -98,7 +98,8 @@ def load_image(
     lo, hi = float(data.min()), float(data.max())
     if lo < 0 and not clip_negative:
         raise BadInputError(f"{path}: negative pixel values (min {lo:g})")
-    data = np.clip(data, 0.0, None)
+    if lo < 0:
+        data = np.clip(data, 0.0, None)
     if bit_depth is None and raw.dtype.kind in "ui":
         if raw.dtype not in _INT_DEPTHS:
             raise BadInputError(

@@ -126,10 +126,7 @@ def prepare_reference(
     ref = release_view(load_image(path), fmt)
     ref = np.repeat(ref, 3, axis=0) if ref.shape[0] == 1 else ref[:3]
     if fmt is not None and layout(fmt).register_reference:
-        ref = resize_image(ref, capture_frame)
-        if downsample > 1:
-            h, w = (s - s % downsample for s in ref.shape[-2:])
-            ref = ref[:, :h, :w].reshape(3, h // downsample, downsample, w // downsample, downsample).mean(axis=(2, 4))
+        ref = area_downsample(resize_image(ref, capture_frame), downsample)
     if crop is not None:
         ref = center_crop(ref, crop)
     if tuple(ref.shape[-2:]) != tuple(image_shape):

@@ -68,7 +68,6 @@ class Layout:
     bayer: bool = False  # each capture is one raw RGGB mosaic plane
     clip_negative: bool = False  # background-subtracted floats: the loader clamps them at 0
     register_reference: bool = False  # reference and capture frames cover the same field of view
-    psf: str | None = None  # the calibrated PSF's path inside the release, when it ships one
     published: Callable[[Path], dict[str, list[Pair]]] | None = None  # the release's own split
 
 
@@ -76,7 +75,7 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _image_files(folder: Path, nested: bool) -> list[Path]:
+def image_files(folder: Path, nested: bool) -> list[Path]:
     """Image files of ``folder`` (recursively when ``nested``), sorted by path string as the
     releases' loaders sort them; a broken link or unreadable entry is refused, naming it."""
     candidates = folder.rglob("*") if nested else folder.iterdir()
@@ -102,7 +101,7 @@ def _image_files(folder: Path, nested: bool) -> list[Path]:
 
 def _keyed(folder: Path, nested: bool) -> dict[str, Path]:
     """Image files by pairing key: the stem, or the path below ``folder`` without suffix."""
-    return {str(p.relative_to(folder).with_suffix("")): p for p in _image_files(folder, nested)}
+    return {str(p.relative_to(folder).with_suffix("")): p for p in image_files(folder, nested)}
 
 
 def _find_folder(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -197,8 +196,8 @@ def dmdiff_split(root: Path) -> dict[str, list[Pair]]:
         for folder in (lr_dir, gt_dir):
             if not folder.is_dir():
                 raise BadInputError(f"{root}: no {folder.name}/ folder (the DMDiff release has {sorted(sum(DMDIFF_FOLDERS.values(), ()))})")
-        lr_files = [p for p in _image_files(lr_dir, nested=True) if p.suffix.lower() == ".png"]
-        gt_files = [p for p in _image_files(gt_dir, nested=True) if p.suffix.lower() == ".png"]
+        lr_files = [p for p in image_files(lr_dir, nested=True) if p.suffix.lower() == ".png"]
+        gt_files = [p for p in image_files(gt_dir, nested=True) if p.suffix.lower() == ".png"]
         if len(lr_files) != len(gt_files) or not lr_files:
             raise BadInputError(
                 f"{root}: {lr_name}/ holds {len(lr_files)} PNGs and {gt_name}/ {len(gt_files)}; "
@@ -221,7 +220,6 @@ LAYOUTS = {
         bgr=True,
         flip_ud=True,
         clip_negative=True,
-        psf="psf.tiff",
         published=mirflickr_split,
     ),
     "flatnet": Layout(
@@ -229,7 +227,6 @@ LAYOUTS = {
         ("orig",),
         nested=True,
         bayer=True,
-        psf="phase_psf/psf.npy",
         published=flatnet_split,
     ),
     "dmdiff": Layout(("lr_train",), ("gt_train",), register_reference=True, published=dmdiff_split),

@@ -50,15 +50,14 @@ def split_from_published(
             f"config key {key}.test: asks for {want['test']} images but the release's published test split has {len(test_items)}"
         )
     train_items = published["train"]
-    real_items = [item for item in train_items if real(item)]
-    if want["val"] + want["train"] > len(train_items) or want["val"] > len(real_items):
+    real_positions = [i for i, item in enumerate(train_items) if real(item)]
+    if want["val"] + want["train"] > len(train_items) or want["val"] > len(real_positions):
         raise BadInputError(
             f"config keys {key}.train and {key}.val: ask for {want['train']} + {want['val']} images but the release's "
-            f"published training split has {len(train_items)} ({len(real_items)} of them real pairs, the only ones val may use)"
+            f"published training split has {len(train_items)} ({len(real_positions)} of them real pairs, the only ones val may use)"
         )
     chosen_test = np.sort(rng.permutation(len(test_items))[: want["test"]])
-    real_positions = [i for i, item in enumerate(train_items) if real(item)]
-    val_positions = set(np.asarray(real_positions)[rng.permutation(len(real_positions))[: want["val"]]].tolist())
+    val_positions = set(np.asarray(real_positions, dtype=np.int64)[rng.permutation(len(real_positions))[: want["val"]]].tolist())
     rest = [i for i in range(len(train_items)) if i not in val_positions]
     train_positions = sorted(np.asarray(rest, dtype=np.int64)[rng.permutation(len(rest))[: want["train"]]].tolist())
     train_positions.sort(key=lambda i: not real(train_items[i]))  # stable: real pairs first

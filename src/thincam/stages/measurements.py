@@ -116,30 +116,30 @@ def simulate_measurements(
 
 
 def assign_splits(captures: Mapping[str, Any], sizes: Mapping[str, int], seed: int, name: str):
-    """(pairs per configured split, how they were chosen): the release's published split where it
-    has one (test from its test part; val and train from its training part), else a seeded draw."""
+    """(pairs per configured split, how they were chosen, every pair of the release in its order):
+    the release's published split where it has one (test from its test part; val and train from
+    its training part), else a seeded draw. The release is listed once."""
     fmt, key = captures["format"], f"datasets.{name}.splits"
     published = published_split(fmt, captures["path"])
     if published is None:
         pairs = find_pairs(fmt, captures["path"])
         chosen = split_indices(len(pairs), sizes, seed, key=key)
-        return {split: [pairs[i] for i in chosen[split]] for split in SPLITS}, {
-            "kind": "seeded random draw over all captures",
-            "n_captures": len(pairs),
-        }
+        how = {"kind": "seeded random draw over all captures", "n_captures": len(pairs)}
+        return {split: [pairs[i] for i in chosen[split]] for split in SPLITS}, how, pairs
     assigned, available = split_from_published(published, sizes, seed, key=key, real=lambda pair: not pair.pseudo)
     n_pseudo = sum(pair.pseudo for pair in published["train"])
     excluded = sum(pair.pseudo for pair in published["test"])
     if excluded:
         log.warning("%s: %d pseudo captures in the published test split are never tested on", name, excluded)
         assigned["test"] = [pair for pair in assigned["test"] if not pair.pseudo]
-    return assigned, {
+    how = {
         "kind": f"published {fmt} split (test from its test part; val and train from its training part)",
         "published_sizes": {**available, **({"train_pseudo": n_pseudo} if n_pseudo else {})},
         "subset": {
             split: len(assigned[split]) < available["test" if split == "test" else "train"] for split in SPLITS
         },
     }
+    return assigned, how, published["train"] + published["test"]  # find_pairs' order
 
 
 def ingest_captures(
@@ -165,11 +165,11 @@ def ingest_captures(
     channels, psf_shape = psf_arrays["psf"].shape[0], tuple(psf_arrays["psf"].shape[-2:])
     image_shape = tuple(dataset.get("image_size") or psf_shape)
     spec = operator_spec(dataset["operator"], psf_shape, image_shape)
-    assigned, how = assign_splits(captures, dataset["splits"], stable_seed(seed, name, "splits"), name)
+    assigned, how, release = assign_splits(captures, dataset["splits"], stable_seed(seed, name, "splits"), name)
     everything = [pair for split in SPLITS for pair in assigned[split]]
     has_x = any(pair.reference is not None for pair in everything)
     has_pseudo = any(pair.pseudo for pair in everything)
-    index_of = {pair.source: i for i, pair in enumerate(find_pairs(fmt, captures["path"]))}
+    index_of = {pair.source: i for i, pair in enumerate(release)}
     register = layout(fmt).register_reference
     reference_crop = captures.get("crop") if (register or captures.get("crop_references", False)) else None
     physics = load_operator(psf_path, spec) if normalise == "anchor" else None
@@ -231,8 +231,6 @@ def ingest_captures(
             writers, _ = files[split]
             for pair in assigned[split]:  # one image at a time: memory stays flat with the release's size
                 y, x = prepared(pair)
-                if has_x and x is None:
-                    raise BadInputError(f"{pair.measurement}: no reference, while other captures of {name} have one")
                 writers["y"].append(y[None])
                 writers["index"].append(np.array([index_of[pair.source]], np.int64))
                 writers["source"].append(_encode([pair.source]))
