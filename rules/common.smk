@@ -36,6 +36,8 @@ CPU_ENV = "../envs/thincam-cpu.yaml"
 # Every rule that runs torch uses this env and asks for this many GPUs (none on a CPU run).
 TORCH_ENV = "../envs/thincam-gpu.yaml" if config["device"] == "cuda" else CPU_ENV
 TORCH_GPUS = 1 if config["device"] == "cuda" else 0
+# A training job's GPUs: one process each, launched inside the job (thincam.models.training.launch).
+TRAIN_GPUS = config.get("train_gpus", 1) if config["device"] == "cuda" else 0
 
 
 def retry(mem_mb, runtime_min):
@@ -324,7 +326,7 @@ def variant_models(wildcards):
         roles = {"prior": prior_dir(wildcards)}
     elif needs == "student":
         source = models_dataset(wildcards.dataset)
-        roles = {"student": f"results/{wildcards.method}/{source}/distill.json"}
+        roles = {"student": f"results/{wildcards.method}/{source}/training.json"}
     elif needs == "restorer":
         roles = {"restorer": f"results/unet/{wildcards.dataset}/model"}
     elif needs == "dmdiff":

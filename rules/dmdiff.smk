@@ -16,6 +16,7 @@ rule pretrain_dmdiff_base:
         **retry(mem_mb=4000, runtime_min=60),
     params:
         pretrain=lambda w: dmdiff_spec(w)["base"]["pretrain"],
+        checkpoint="results/checkpoints/pretrain_dmdiff_base/{dataset}",
         seed=config["seed"],
         code=code("dmdiff:pretrain_dmdiff_base"),
     script:
@@ -40,12 +41,14 @@ rule train_dmdiff:
     threads: job_threads("train_dmdiff")
     resources:
         **retry(mem_mb=4000, runtime_min=60),
-        gpu=TORCH_GPUS,
+        gpu=TRAIN_GPUS,
     params:
         train=dmdiff_train_cfg,
         unpaired=lambda w: dmdiff_spec(w)["unpaired"],
+        checkpoint="results/checkpoints/train_dmdiff/{dataset}/{model}",
         seed=config["seed"],
         device=config["device"],
+        bf16=config.get("bf16", False),
         code=code("dmdiff:train_dmdiff"),
     script:
         "../workflow_scripts/train_dmdiff.py"
@@ -95,13 +98,15 @@ rule train_unet:
     threads: job_threads("train_unet")
     resources:
         **retry(mem_mb=2000, runtime_min=30),
-        gpu=TORCH_GPUS,
+        gpu=TRAIN_GPUS,
     params:
         restorer=lambda w: dmdiff_spec(w)["restorer"],
         loss=dmdiff_loss_cfg,
         unpaired=lambda w: dmdiff_spec(w)["unpaired"],
+        checkpoint="results/checkpoints/train_unet/{dataset}",
         seed=config["seed"],
         device=config["device"],
+        bf16=config.get("bf16", False),
         code=code("dmdiff:train_unet"),
     script:
         "../workflow_scripts/train_unet.py"

@@ -41,9 +41,9 @@ rule distill_nsdd:
         # Listed one by one (not the folder) so that Snakemake's clean-up of a killed job keeps
         # the checkpoint, which lives outside them, and a re-run resumes from it.
         model=directory("results/{student}/{dataset}/model"),
-        curve="results/{student}/{dataset}/training_curve.csv",
-        plot="results/{student}/{dataset}/training_curve.png",
-        marker="results/{student}/{dataset}/distill.json",
+        loss="results/{student}/{dataset}/loss.csv",
+        plot="results/{student}/{dataset}/loss.png",
+        marker="results/{student}/{dataset}/training.json",
     log:
         "logs/distill_nsdd/{student}/{dataset}.log",
     benchmark:
@@ -56,14 +56,14 @@ rule distill_nsdd:
     threads: job_threads("distill_nsdd")
     resources:
         **retry(mem_mb=4000, runtime_min=120),
-        gpu=TORCH_GPUS,
+        gpu=TRAIN_GPUS,
     params:
         operator=lambda w: nsdd_cfg(w).get("operator", {}),
         student=lambda w: {
             **nsdd_cfg(w)["student"],
             "mode": STUDENTS[w.student],
         },
-        checkpoint="results/checkpoints/{student}/{dataset}.pt",
+        checkpoint="results/checkpoints/distill_nsdd/{student}/{dataset}",
         seed=config["seed"],
         device=config["device"],
         code=code("nsdd:distill_nsdd"),

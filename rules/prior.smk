@@ -16,11 +16,13 @@ rule train_prior:
     threads: job_threads("train_prior")
     resources:
         **retry(mem_mb=4000, runtime_min=60),
-        gpu=TORCH_GPUS,
+        gpu=TRAIN_GPUS,
     params:
         train=lambda w: config["priors"][w.prior]["train"],
+        checkpoint="results/checkpoints/train_prior/{prior}",
         seed=config["seed"],
         device=config["device"],
+        bf16=config.get("bf16", False),
         code=code("prior:train_prior"),
     script:
         "../workflow_scripts/train_prior.py"

@@ -360,8 +360,8 @@ def test_train_prior_layout_and_determinism(saved_prior, faces, tmp_path):
     assert (saved_prior / "unet" / "config.json").is_file()
     assert (saved_prior / "scheduler" / "scheduler_config.json").is_file()
     lines = (saved_prior / "loss.csv").read_text().splitlines()
-    assert lines[0] == "step,loss" and len(lines) == 3
-    facts = json.loads((saved_prior / "prior.json").read_text())
+    assert lines[0] == "phase,step,lr,loss,l2,perceptual,path" and len(lines) == 3
+    facts = json.loads((saved_prior / "training.json").read_text())
     assert facts["n_images"] == 32 and facts["image_shape"] == [3, SIZE, SIZE]
     again = tmp_path / "again"
     save_prior(train_prior(faces[:32], {"steps": 2, "batch_size": 4}, seed=0), again)
@@ -500,3 +500,24 @@ def test_corrupt_or_foreign_shards_are_rejected_by_name(split_files, saved_prior
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(CorruptFileError, match="truncated.h5"):
         list(read_target_shards([good, truncated]))
+
+
+@pytest.mark.slow
+def test_prior_training_resumes_after_kill_bit_identical(tmp_path):
+    """SIGKILL after the first checkpoint, run again: the same weights and loss rows as a run
+    never killed (EMA and warm-up + cosine on, so their state is carried too)."""
+    from resume_helpers import killed_and_resumed, same_files
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((24, 3, 16, 16), dtype=np.float32))
+    checkpoint = tmp_path / "checkpoint"
+    code = f"""
+import numpy as np
+from thincam.models.prior import save_prior, train_prior
+cfg = dict(steps=30, batch_size=4, block_out_channels=[8, 16], checkpoint_every=10, ema_decay=0.9)
+save_prior(train_prior(np.load(r"{tmp_path / 'x.npy'}"), cfg, seed=3, checkpoint_dir=r"{checkpoint}"), r"OUT")
+"""
+    killed_and_resumed(code, tmp_path / "whole", tmp_path / "cut", checkpoint)
+    same_files(tmp_path / "whole", tmp_path / "cut")
+    same_files(tmp_path / "whole", tmp_path / "cut", "loss.csv")
+    record = json.loads((tmp_path / "cut" / "training.json").read_text())["phases"]["prior"]
+    assert record["weights"] == "ema" and record["steps"] == 30

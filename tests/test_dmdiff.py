@@ -36,7 +36,7 @@ from thincam.models.dmdiff.svda import (
     quality_by_name,
 )
 from thincam.models.dmdiff.tokenizer import build_tokenizer, check_tokenizer, write_bpe_vocab
-from thincam.models.dmdiff.train import TRAIN_DEFAULTS, train_dmdiff, train_step
+from thincam.models.dmdiff.train import TRAIN_DEFAULTS, train_dmdiff
 from thincam.models.losses import WEIGHT_FREE_NAME
 
 PROMPTS = {
@@ -177,10 +177,10 @@ def test_offline_tokenizer_gives_distinct_ids_and_round_trips(tmp_path):
 def test_pretrained_base_layout_and_loading(base_dir, tmp_path):
     for sub in ("vae", "unet", "text_encoder", "tokenizer", "scheduler"):
         assert (base_dir / sub).is_dir()
-    with open(base_dir / "pretrain_loss.csv") as handle:
+    with open(base_dir / "loss.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["stage"] for r in rows] == ["vae"] * 3 + ["unet"] * 3
-    summary = json.loads((base_dir / "pretrain.json").read_text())
+    assert [r["phase"] for r in rows] == ["vae"] * 3 + ["unet"] * 3
+    summary = json.loads((base_dir / "training.json").read_text())
     base = load_dmdiff_base(base_dir)
     assert base.vae.config.scaling_factor == pytest.approx(summary["vae_scaling_factor"])
     assert summary["vae_scaling_factor"] != 1.0
@@ -342,8 +342,11 @@ def test_training_steps_change_only_lora_and_svda(base_dir, batch):
     optimizer = torch.optim.Adam(trainable, lr=1e-2)
     dmap = model.degradation(y, FWHM)
     for path, inputs, target in (("positive", y, x), ("negative", x, y), ("neutral", y, x)):
-        loss, l2, lp = train_step(model, optimizer, inputs, dmap, target, path)
-        assert np.isfinite(loss) and loss == l2 and lp is None
+        loss = torch.nn.functional.mse_loss(model.translate(inputs, dmap, path), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert np.isfinite(loss.item())
     changed = [n for n, p, old in frozen if not torch.equal(p, old)]
     assert changed == []
     svda_ids = {id(p) for p in model.svda.parameters()}
@@ -402,7 +405,7 @@ def test_training_is_deterministic_and_validates_config(base_dir, tmp_path):
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         train_dmdiff(base_dir, pairs, FWHM, tmp_path / name, TRAIN, seed=seed)
     files = ("unet_lora/adapter_model.safetensors", "vae_encoder_lora/adapter_model.safetensors",
-             "svda.safetensors", "train_loss.csv", "unet_lora/adapter_config.json",
+             "svda.safetensors", "loss.csv", "unet_lora/adapter_config.json",
              "vae_encoder_lora/adapter_config.json")  # fmt: skip
     for f in files:
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
@@ -413,7 +416,7 @@ def test_training_is_deterministic_and_validates_config(base_dir, tmp_path):
     config = json.loads((tmp_path / "a" / "dmdiff_config.json").read_text())
     weight = TRAIN_DEFAULTS["weight_free_weight"]  # no LPIPS weights: the weight-free term
     assert config["score"] == LaplacianQuality.name
-    assert config["training"]["loss"] == f"l2 + {weight} * {WEIGHT_FREE_NAME}"
+    assert json.loads((tmp_path / "a" / "training.json").read_text())["loss"] == f"l2 + {weight} * {WEIGHT_FREE_NAME}"
     assert config["svda"] and config["use_fwhm"] and config["rank_unet"] == 2
 
     with pytest.raises(BadInputError, match="sum to 1"):
@@ -441,7 +444,7 @@ def test_lpips_term_enters_the_loss_when_its_weights_exist(base_dir, tmp_path):
     x = _images(4, seed=5)
     cfg = {**TRAIN, "lpips_weights_dir": str(tmp_path / "weights")}
     train_dmdiff(base_dir, (_captures(x), x), FWHM, tmp_path / "m", cfg, seed=0)
-    with open(tmp_path / "m" / "train_loss.csv") as handle:
+    with open(tmp_path / "m" / "loss.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2
     for row in rows:
@@ -449,8 +452,7 @@ def test_lpips_term_enters_the_loss_when_its_weights_exist(base_dir, tmp_path):
         assert float(row["loss"]) == pytest.approx(
             float(row["l2"]) + 2.5 * float(row["perceptual"]), rel=1e-4
         )
-    config = json.loads((tmp_path / "m" / "dmdiff_config.json").read_text())
-    assert config["training"]["loss"] == "l2 + 2.5 * lpips(alex)"
+    assert json.loads((tmp_path / "m" / "training.json").read_text())["loss"] == "l2 + 2.5 * lpips(alex)"
     with pytest.raises(MissingWeightsError, match="alexnet-owt"):
         train_dmdiff(
             base_dir,
@@ -469,9 +471,9 @@ def test_weight_free_term_enters_the_loss_without_lpips_weights(base_dir, tmp_pa
     for weight, name in ((0.3, f"l2 + 0.3 * {WEIGHT_FREE_NAME}"), (0.0, "l2")):
         out = tmp_path / f"w{weight}"
         train_dmdiff(base_dir, (_captures(x), x), FWHM, out, {**TRAIN, "weight_free_weight": weight}, seed=0)
-        with open(out / "train_loss.csv") as handle:
+        with open(out / "loss.csv") as handle:
             rows = list(csv.DictReader(handle))
-        assert json.loads((out / "dmdiff_config.json").read_text())["training"]["loss"] == name
+        assert json.loads((out / "training.json").read_text())["loss"] == name
         for row in rows:
             if weight:
                 assert float(row["perceptual"]) > 0
@@ -530,8 +532,7 @@ def test_pretrain_train_pseudo_retrain_restore(tmp_path):
         seed=0,
         pseudo_pairs=(arrays["y_pseudo"], arrays["x_clean"]),
     )
-    config = json.loads((tmp_path / "stage2" / "dmdiff_config.json").read_text())
-    assert config["training"]["n_pseudo"] == 8
+    assert json.loads((tmp_path / "stage2" / "training.json").read_text())["n_pseudo"] == 8
 
     fresh = DMDiff(load_dmdiff_base(tmp_path / "base"), _model_cfg(tmp_path / "base"))
     trained = load_dmdiff(tmp_path / "stage2")
@@ -575,7 +576,7 @@ def test_dataset_stages_pair_the_leading_images_and_pseudo_pair_the_rest(
 
     data, psf = metalens_splits / "train.h5", metalens_splits / "psf.h5"
     train_dmdiff(data, psf, base_dir, tmp_path / "stage1", TRAIN, seed=0, n_unpaired=3)
-    training = json.loads((tmp_path / "stage1/dmdiff_config.json").read_text())["training"]
+    training = json.loads((tmp_path / "stage1/training.json").read_text())
     assert training["n_real"] == 5 and training["n_pseudo"] == 0
     assert training["pseudo_pairs"] == {"asked": False, "used": False}
     split, _ = read_h5(data, contract="dataset")
@@ -592,7 +593,7 @@ def test_dataset_stages_pair_the_leading_images_and_pseudo_pair_the_rest(
         assert quality["clean_psnr_db"] == pytest.approx(psnr(split["x"][5:], split["y"][5:]).mean(), abs=1e-4)
         assert quality["good_enough"] is used and quality["min_gain_db"] == margin
         train_dmdiff(data, psf, base_dir, tmp_path / f"full{used}", TRAIN, 0, n_unpaired=3, pseudo_pairs=out)
-        training = json.loads((tmp_path / f"full{used}/dmdiff_config.json").read_text())["training"]
+        training = json.loads((tmp_path / f"full{used}/training.json").read_text())
         assert training["n_real"] == 5 and training["n_pseudo"] == (3 if used else 0)
         assert training["pseudo_pairs"] == {"asked": True, "used": used, **quality}
 
@@ -648,3 +649,43 @@ def test_dmdiff_method_is_the_tunable_decoder_of_the_trained_model(
             models={v: models for v in bad}, **run,
         )
     assert not (tmp_path / "bad").exists()  # no folder when a variant fails: nothing half done
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["vae", "unet"])
+def test_base_pretraining_resumes_after_kill_in_either_phase(tmp_path, phase):
+    """Killed in the UNet phase, the re-run loads the finished VAE from its last checkpoint."""
+    from resume_helpers import killed_and_resumed, same_files
+
+    np.save(tmp_path / "x.npy", _images(8))
+    checkpoint = tmp_path / "checkpoint"
+    cfg = {**MICRO, "vae_steps": 12, "unet_steps": 12, "checkpoint_every": 4}
+    code = f"""
+import numpy as np
+from thincam.models.dmdiff.pretrain import pretrain_dmdiff_base
+pretrain_dmdiff_base(np.load(r"{tmp_path / 'x.npy'}"), r"OUT", {cfg!r}, seed=0, checkpoint_dir=r"{checkpoint}")
+"""
+    killed_and_resumed(code, tmp_path / "whole", tmp_path / "cut", checkpoint / phase)
+    assert not checkpoint.exists() or not any(checkpoint.iterdir())
+    same_files(tmp_path / "whole", tmp_path / "cut")
+    same_files(tmp_path / "whole", tmp_path / "cut", "loss.csv")
+
+
+@pytest.mark.slow
+def test_dmdiff_training_resumes_after_kill_bit_identical(base_dir, tmp_path):
+    from resume_helpers import killed_and_resumed, same_files
+
+    x = _images(6, seed=5)
+    np.savez(tmp_path / "pairs.npz", y=_captures(x), x=x)
+    checkpoint = tmp_path / "checkpoint"
+    cfg = {**TRAIN, "steps": 12, "checkpoint_every": 4, "ema_decay": 0.9}
+    code = f"""
+import numpy as np
+from thincam.models.dmdiff.train import train_dmdiff
+pairs = np.load(r"{tmp_path / 'pairs.npz'}")
+fwhm = np.array({FWHM.tolist()!r}, dtype=np.float32)
+train_dmdiff(r"{base_dir}", (pairs["y"], pairs["x"]), fwhm, r"OUT", {cfg!r}, seed=0, checkpoint_dir=r"{checkpoint}")
+"""
+    killed_and_resumed(code, tmp_path / "whole", tmp_path / "cut", checkpoint)
+    same_files(tmp_path / "whole", tmp_path / "cut")
+    same_files(tmp_path / "whole", tmp_path / "cut", "loss.csv")

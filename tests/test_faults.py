@@ -38,9 +38,9 @@ from workflow_helpers import (
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 SHARDS = [f"results/targets/faces_phlatcam/shard-{k:04d}.h5" for k in range(2)]
-MARKER = "results/nsdd/faces_phlatcam/distill.json"
+MARKER = "results/nsdd/faces_phlatcam/training.json"
 STUDENT_DIR = "results/nsdd/faces_phlatcam"
-CHECKPOINT = "results/checkpoints/nsdd/faces_phlatcam.pt"
+CHECKPOINT = "results/checkpoints/distill_nsdd/nsdd/faces_phlatcam"
 DISTILL_LOG = "logs/distill_nsdd/nsdd/faces_phlatcam.log"
 STUDENT_STEPS, CHECKPOINT_EVERY = 16, 4
 TEMP_NAME = re.compile(r"\.shard-\d{4}\.h5\..+\.tmp")
@@ -66,7 +66,7 @@ def sha256(path: Path) -> str:
 
 
 def student_digest(workdir: Path) -> dict[str, str]:
-    """Every file of the student: model/, training_curve.{csv,png}, distill.json."""
+    """Every file of the student: model/, loss.{csv,png}, training.json."""
     return tree_digest(workdir / STUDENT_DIR)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -192,13 +193,12 @@ def test_distillation_reduces_loss_without_ground_truth(tmp_path, monkeypatch, p
 
     assert {"/y", "/anchor", "/target"} <= set(read)
     assert "/x" not in read
-    marker = json.loads((out / "distill.json").read_text())
-    assert marker["steps"] == 20 and marker["loss"] == "l2"
-    assert not (out / "checkpoint.pt").exists()
-    assert (out / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
-    curve = (out / "training_curve.csv").read_text().splitlines()
-    assert curve[0] == "step,loss,l2,perceptual" and len(curve) == 21
-    assert all(np.isfinite(float(line.split(",")[1])) for line in curve[1:])
+    marker = json.loads((out / "training.json").read_text())
+    assert marker["phases"]["nsdd"]["steps"] == 20 and marker["loss"] == "l2"
+    assert not (out / "checkpoint").exists()
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    curve = list(csv.DictReader((out / "loss.csv").read_text().splitlines()))
+    assert len(curve) == 20 and all(np.isfinite(float(row["loss"])) for row in curve)
 
     unet, scheduler = load_prior(prior_path)
     torch.manual_seed(0)
@@ -232,33 +232,20 @@ def test_save_load_gives_identical_outputs(tmp_path, physics, prior_path):
 
 
 @pytest.mark.slow
-def test_resume_after_interruption_is_bit_identical(tmp_path, monkeypatch, shards, psf_path, prior_path):
-    """Checkpoint at step 3 (the end of epoch 0), kill at step 4, resume to 6."""
-    from thincam.models import distill
-    from thincam.stages import nsdd
+def test_resume_after_kill_is_bit_identical(tmp_path, shards, psf_path, prior_path):
+    """SIGKILL after the checkpoint at step 2 (mid-epoch: 3 batches an epoch), run again to 7."""
+    from resume_helpers import killed_and_resumed, same_files
 
-    cfg = {**CFG, "steps": 6, "checkpoint_every": 3}
-    nsdd.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "whole"), cfg, seed=5)
-
-    calls = []
-    real_step = distill.train_step
-
-    def dying_step(*args):
-        if len(calls) == 4:
-            raise KeyboardInterrupt("simulated kill")
-        calls.append(1)
-        return real_step(*args)
-
-    monkeypatch.setattr(distill, "train_step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        nsdd.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "cut"), cfg, seed=5)
-    assert (tmp_path / "cut" / "checkpoint.pt").exists() and not (tmp_path / "cut" / "distill.json").exists()
-    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 3
-    monkeypatch.setattr(distill, "train_step", real_step)
-    nsdd.distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "cut"), cfg, seed=5)
-
-    for name in ("model/diffusion_pytorch_model.safetensors", "training_curve.csv"):
-        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "cut" / name).read_bytes(), name
+    cfg = {**CFG, "steps": 7, "checkpoint_every": 2}
+    checkpoint = tmp_path / "checkpoint"
+    code = f"""
+from thincam.stages.nsdd import distill_nsdd
+distill_nsdd({[str(p) for p in shards]!r}, r"{psf_path}", {OPERATOR!r}, r"{prior_path}", r"OUT", {cfg!r},
+             seed=5, checkpoint_path=r"{checkpoint}")
+"""
+    killed_and_resumed(code, tmp_path / "whole", tmp_path / "cut", checkpoint)
+    same_files(tmp_path / "whole", tmp_path / "cut")
+    same_files(tmp_path / "whole", tmp_path / "cut", "loss.csv")
 
 
 def test_corrupted_shard_is_rejected_naming_the_file(tmp_path, physics, psf_path, prior_path):
@@ -271,7 +258,7 @@ def test_corrupted_shard_is_rejected_naming_the_file(tmp_path, physics, psf_path
         handle["target"][0, 0, 0, 0] += 0.5
     with pytest.raises(CorruptFileError, match="shard-0001.h5.*target"):
         distill_nsdd(paths, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), {**CFG, "steps": 3}, seed=0)
-    assert not (tmp_path / "out" / "distill.json").exists()
+    assert not (tmp_path / "out" / "training.json").exists()
 
     # Targets made with another prior than the one the student starts from are refused too.
     arrays, attrs = read_h5(paths[0], contract="targets")
@@ -305,10 +292,10 @@ def test_lpips_term_is_used_when_weights_exist(tmp_path, shards, psf_path, prior
     trunk = torchvision.models.AlexNet().features.state_dict()
     torch.save({f"features.{k}": v for k, v in trunk.items()}, tmp_path / ALEXNET_FILE)
     distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), cfg, seed=0)
-    rows = [line.split(",") for line in (tmp_path / "out" / "training_curve.csv").read_text().splitlines()[1:]]
-    for _, loss, l2, lp in rows:
-        assert float(lp) > 0 and float(loss) == pytest.approx(float(l2) + 0.5 * float(lp), rel=1e-5)
-    assert json.loads((tmp_path / "out" / "distill.json").read_text())["loss"] == "l2 + 0.5 * lpips(alex)"
+    for row in csv.DictReader((tmp_path / "out" / "loss.csv").read_text().splitlines()):
+        lp = float(row["perceptual"])
+        assert lp > 0 and float(row["loss"]) == pytest.approx(float(row["l2"]) + 0.5 * lp, rel=1e-5)
+    assert json.loads((tmp_path / "out" / "training.json").read_text())["loss"] == "l2 + 0.5 * lpips(alex)"
 
 
 def test_weight_free_term_is_optional_and_off_by_default(tmp_path, shards, psf_path, prior_path):
@@ -318,13 +305,13 @@ def test_weight_free_term_is_optional_and_off_by_default(tmp_path, shards, psf_p
     from thincam.stages.nsdd import distill_nsdd
 
     distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "wf"), {**CFG, "steps": 2, "weight_free_weight": 0.2}, seed=0)
-    rows = [line.split(",") for line in (tmp_path / "wf" / "training_curve.csv").read_text().splitlines()[1:]]
-    for _, loss, l2, perceptual in rows:
-        assert float(perceptual) > 0 and float(loss) == pytest.approx(float(l2) + 0.2 * float(perceptual), rel=1e-5)
-    marker = json.loads((tmp_path / "wf" / "distill.json").read_text())
+    for row in csv.DictReader((tmp_path / "wf" / "loss.csv").read_text().splitlines()):
+        perceptual = float(row["perceptual"])
+        assert perceptual > 0 and float(row["loss"]) == pytest.approx(float(row["l2"]) + 0.2 * perceptual, rel=1e-5)
+    marker = json.loads((tmp_path / "wf" / "training.json").read_text())
     assert marker["loss"] == f"l2 + 0.2 * {WEIGHT_FREE_NAME}" and marker["cfg"]["weight_free_weight"] == 0.2
     distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "l2"), {**CFG, "steps": 2}, seed=0)
-    marker = json.loads((tmp_path / "l2" / "distill.json").read_text())
+    marker = json.loads((tmp_path / "l2" / "training.json").read_text())
     assert marker["loss"] == "l2" and marker["cfg"]["weight_free_weight"] == 0.0
 
 
@@ -346,7 +333,7 @@ def test_student_refuses_an_operator_it_was_not_distilled_with(tmp_path, shards,
     from thincam.stages.nsdd import distill_nsdd
 
     distill_nsdd(shards, psf_path, OPERATOR, prior_path, str(tmp_path / "out"), {**CFG, "steps": 2}, seed=0)
-    context = {"models": {"student": str(tmp_path / "out" / "distill.json")}, "device": "cpu"}
+    context = {"models": {"student": str(tmp_path / "out" / "training.json")}, "device": "cpu"}
     same = load_operator(psf_path, OPERATOR)
     solve = make_solver(same, {}, context)
     y = same.A(torch.from_numpy(faces(2)))

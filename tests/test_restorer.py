@@ -38,15 +38,17 @@ def test_starts_as_the_identity_and_training_reduces_the_loss(tmp_path):
     unet = build_restorer(CFG, 16)
     assert torch.equal(restore(unet, torch.from_numpy(y)), torch.from_numpy(y).clamp(0, 1))
     record = train_restorer((y, x), tmp_path / "m", CFG, LOSS, seed=0)
-    assert record["final_loss"] < 0.5 * record["first_loss"] and record["n_pairs"] == 8
+    unet = record["phases"]["unet"]
+    assert unet["final_loss"] < 0.5 * unet["first_loss"] and record["n_pairs"] == 8
     assert record["loss"] == f"l2 + 0.1 * {WEIGHT_FREE_NAME}"
     assert json.loads((tmp_path / "m" / "training.json").read_text()) == record
+    assert (tmp_path / "m" / "loss.csv").read_text().splitlines()[0] == "phase,step,lr,loss,l2,perceptual,path"
     trained = load_restorer(tmp_path / "m")
     before = float(((y - x) ** 2).mean())
     after = float(((restore(trained, torch.from_numpy(y)).numpy() - x) ** 2).mean())
     assert after < 0.5 * before, (before, after)
     again = train_restorer((y, x), tmp_path / "again", CFG, LOSS, seed=0)
-    assert again["final_loss"] == record["final_loss"]  # seeded: the same run twice
+    assert again["phases"]["unet"]["final_loss"] == unet["final_loss"]  # seeded: the same run twice
 
 
 def test_bad_config_and_pairs_name_the_problem(tmp_path):
@@ -79,3 +81,22 @@ def test_unet_method_restores_with_the_trained_model(tmp_path):
         make_solver(None, {"alpha": 1.0}, context)
     with pytest.raises(BadInputError, match="not a trained restorer"):
         load_restorer(tmp_path)
+
+
+@pytest.mark.slow
+def test_training_resumes_after_kill_bit_identical(tmp_path):
+    from resume_helpers import killed_and_resumed, same_files
+
+    y, x = _pairs()
+    np.savez(tmp_path / "pairs.npz", y=y, x=x)
+    checkpoint = tmp_path / "checkpoint"
+    cfg = {**CFG, "steps": 24, "checkpoint_every": 8}
+    code = f"""
+import numpy as np
+from thincam.models.restorer import train_restorer
+pairs = np.load(r"{tmp_path / 'pairs.npz'}")
+train_restorer((pairs["y"], pairs["x"]), r"OUT", {cfg!r}, {LOSS!r}, seed=0, checkpoint_dir=r"{checkpoint}")
+"""
+    killed_and_resumed(code, tmp_path / "whole", tmp_path / "cut", checkpoint)
+    same_files(tmp_path / "whole", tmp_path / "cut")
+    same_files(tmp_path / "whole", tmp_path / "cut", "loss.csv")

@@ -126,13 +126,11 @@ def test_dmdiff_branch(finished_run):
     pairs, _ = read_h5(workdir / "results/dmdiff/natural_metalens/pseudo_pairs.h5", contract="pseudo_pairs")
     assert len(pairs["y_pseudo"]) == config["datasets"]["natural_metalens"]["dmdiff"]["unpaired"]
     model = workdir / "results/dmdiff/natural_metalens/full/model"
-    training = json.loads((model / "dmdiff_config.json").read_text())["training"]
+    training = json.loads((model / "training.json").read_text())
     assert training["n_pseudo"] == 4 and training["pseudo_pairs"]["used"]  # the tiny config's margin is -100 dB
     quality = json.loads(read_h5(workdir / "results/dmdiff/natural_metalens/pseudo_pairs.h5", [])[1]["quality"])
     assert training["pseudo_pairs"] == {"asked": True, "used": True, **quality}
-    no_negative = json.loads(
-        (model.parent.parent / "no_negative/model/dmdiff_config.json").read_text()
-    )["training"]
+    no_negative = json.loads((model.parent.parent / "no_negative/model/training.json").read_text())
     assert no_negative["path_counts"]["negative"] == 0 and no_negative["n_pseudo"] == 0
 
 
@@ -296,7 +294,7 @@ def test_nsdd_on_the_metalens_tiny_run(finished_run):
         # to the metalens bound of tests/test_physics.py (measured 0.026 and 0.027)
         assert 0 < attrs["range_null_residual"] < 0.05
         assert np.isfinite(arrays["target"]).all() and arrays["target"].shape[1:] == (3, 32, 32)
-    distilled = json.loads((workdir / "results/nsdd/natural_metalens/distill.json").read_text())
+    distilled = json.loads((workdir / "results/nsdd/natural_metalens/training.json").read_text())
     assert distilled["operator"]["kind"] == "metalens" and distilled["prior"].endswith("results/prior/natural")
     main = pd.read_csv(workdir / "results/tables/dmdiff_main.csv").set_index("Method")
     assert main.loc["NSDD", "time (s)"] < main.loc["DDNM+", "time (s)"]

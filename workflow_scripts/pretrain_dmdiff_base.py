@@ -7,4 +7,5 @@ with torch_job(snakemake.log[0], snakemake.threads):
         snakemake.output[0],
         snakemake.params.pretrain,
         seed=snakemake.params.seed,
+        checkpoint_dir=snakemake.params.checkpoint,
     )

@@ -1,9 +1,8 @@
 """The mechanics of distilling DDNM+ into the NSDD student: config, batch order, checks, one step.
 
 Shards are streamed one at a time per epoch, in an order that is a pure function of (seed, epoch),
-so a run killed after a checkpoint resumes at the same batch and ends bit-identical (on the same
-machine and thread count) to an uninterrupted one. The files (checkpoints, curve, model folder,
-marker) are the stage's business: ``thincam.stages.nsdd``.
+so a checkpoint needs only the reader's position to resume at the same batch (the training loop and
+its checkpoints: thincam.models.training). The files are the stage's business: ``thincam.stages.nsdd``.
 """
 
 from __future__ import annotations
@@ -41,7 +40,10 @@ def check_cfg(cfg: dict) -> dict:
     for key in ("steps", "batch_size", "checkpoint_every"):
         if int(cfg[key]) < 1:
             raise BadInputError(f"nsdd config {key} must be >= 1, got {cfg[key]}")
-    cfg = {**CFG_OPTIONAL, **{key: cfg[key] for key in (*CFG_KEYS, *CFG_OPTIONAL) if key in cfg}}
+    from thincam.models.training import SCHEDULE_KEYS
+
+    kept = (*CFG_KEYS, *CFG_OPTIONAL, *SCHEDULE_KEYS)
+    cfg = {**CFG_OPTIONAL, **{key: cfg[key] for key in kept if key in cfg}}
     for key in ("lpips_weight", "weight_free_weight"):
         if float(cfg[key]) < 0:
             raise BadInputError(f"nsdd config {key} must be >= 0, got {cfg[key]}")
@@ -91,19 +93,17 @@ def check_shard(path: str, arrays: dict, physics) -> None:
             raise BadInputError(f"{path}: anchor differs from A+y of this operator (relative {float(err):.2e})")
 
 
-def train_step(student, physics, optimizer, term, batch):
-    """One AdamW step on (y, anchor, target); ``term`` a :class:`thincam.models.losses.PerceptualTerm`
-    or None. Returns (loss, l2, perceptual term or None) as floats."""
+def student_losses(student, physics, term, batch):
+    """The student's loss on (y, anchor, target): L2 to the teacher's target, plus ``term`` (a
+    :class:`thincam.models.losses.PerceptualTerm`, or None) weighted."""
     import torch.nn.functional as F
+
+    from thincam.models.training import Losses
 
     y, anchor, target = batch
     xhat = student(y, physics, anchor=anchor)
     l2 = F.mse_loss(xhat, target)
-    loss, perceptual = l2, None
-    if term is not None:
-        perceptual = term.fn(xhat, target)
-        loss = l2 + term.weight * perceptual
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach()), float(l2.detach()), None if perceptual is None else float(perceptual.detach())
+    if term is None:
+        return Losses(l2, l2)
+    perceptual = term.fn(xhat, target)
+    return Losses(l2 + term.weight * perceptual, l2, perceptual)

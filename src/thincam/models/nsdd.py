@@ -38,7 +38,7 @@ MODES = ("null", "full")
 # g_theta's class by prior kind: a diffusers UNet2DModel or an ADM checkpoint's DiffUNet.
 PRIOR_CLASSES = {"diffusers": UNet2DModel, "adm": ADMUNet}
 # The distillation output folder is complete only when this file, written last, exists.
-MARKER = "distill.json"
+MARKER = "training.json"  # thincam.models.training.RECORD_JSON, written last
 
 
 def place_on_grid(y: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

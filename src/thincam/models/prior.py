@@ -25,7 +25,8 @@ from thincam.errors import BadInputError, MissingWeightsError
 # Sized for the embedded default (docs/default.md): 1.06 M parameters at 32 px, about 0.31 s per
 # training step at batch 16 on 1 CPU thread (0.18 s on 2), so 1500 steps is ~8 min on one core.
 # A quarter of the parameters ([16, 32, 32]) steps 2.8x faster but lost on val (faces: DDNM+ 20
-# steps 29.1 vs 30.8 dB; natural: 24.6 vs 25.0 dB).
+# steps 29.1 vs 30.8 dB; natural: 24.6 vs 25.0 dB). The schedule keys (thincam.models.training):
+# warm-up (None: a tenth of the steps, at most 100) then cosine decay, gradients clipped at 1.
 DEFAULT_PRIOR_CFG: dict[str, Any] = {
     "steps": 1500,
     "batch_size": 16,
@@ -34,13 +35,18 @@ DEFAULT_PRIOR_CFG: dict[str, Any] = {
     "layers_per_block": 1,
     "num_train_timesteps": 1000,
     "beta_schedule": "linear",
+    "warmup_steps": None,
+    "lr_decay": "cosine",
+    "ema_decay": 0.0,
+    "clip_grad_norm": 1.0,
+    "weight_decay": 0.0,
+    "grad_accum": 1,
+    "checkpoint_every": 250,
 }
 
 # Our names for the beta schedules, mapped to diffusers' names.
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "squaredcos_cap_v2": "squaredcos_cap_v2"}
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-LOSS_CSV = "loss.csv"
-PRIOR_JSON = "prior.json"
 ADM_MANIFEST = "adm.json"
 # prior_facts of both ADM architectures (thincam.models.adm): RGB and guided-diffusion's 1000
 # training timesteps; DeepInverse's DiffUNet pads any image size itself (none to halve).
@@ -85,24 +91,41 @@ class TrainedPrior:
 
     unet: Any
     scheduler: Any
-    losses: list[float]
+    trained: Any  # thincam.models.training.Trained
     facts: dict[str, Any]
 
 
+def prior_schedule(cfg: Mapping[str, Any], bf16: bool = False):
+    """The training schedule of a prior config (:func:`prior_config` applied first)."""
+    from thincam.models.training import schedule_from
+
+    warmup = cfg["warmup_steps"]
+    if warmup is None:
+        warmup = max(1, min(100, int(cfg["steps"]) // 10))
+    return schedule_from({**cfg, "warmup_steps": warmup}, "priors.<prior>.train", bf16=bf16)
+
+
 def train_prior(
-    images: np.ndarray, cfg: Mapping[str, Any] | None, seed: int, device: str = "cpu"
+    images: np.ndarray,
+    cfg: Mapping[str, Any] | None,
+    seed: int,
+    device: str = "cpu",
+    checkpoint_dir: str | os.PathLike | None = None,
+    bf16: bool = False,
 ) -> TrainedPrior:
     """Train an epsilon-prediction DDPM prior on ``images`` [N,C,H,W] in [0,1].
 
-    Everything random (init, batches, flips, noise, timesteps)
-    comes from ``seed`` (drawn on the CPU whatever ``device``), so a re-run on the same machine
-    gives the same weights.
+    Everything random (init, batches, flips, noise, timesteps) comes from ``seed`` (drawn on the
+    CPU whatever ``device``), so a re-run, or a run resumed from ``checkpoint_dir`` after a kill,
+    gives the same weights on the same machine.
     """
     import torch
     from diffusers import DDPMScheduler
-    from thincam.logs import progress
+
+    from thincam.models import training
 
     cfg = prior_config(cfg)
+    schedule = prior_schedule(cfg, bf16)
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or len(images) == 0:
         raise BadInputError(f"train_prior: images must be a non-empty [N,C,H,W] array, got shape {images.shape}")
@@ -110,7 +133,6 @@ def train_prior(
         raise BadInputError("train_prior: images must be finite and in [0, 1]")
 
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
     unet = build_unet(images.shape[1:], cfg).to(device)
     scheduler = DDPMScheduler(
         num_train_timesteps=cfg["num_train_timesteps"],
@@ -118,51 +140,42 @@ def train_prior(
         prediction_type="epsilon",
     )
     data = torch.from_numpy(images).to(device) * 2 - 1
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg["lr"], weight_decay=0.0)
-    # Short warm-up then cosine decay: at a few thousand steps the decay does the job of an EMA.
-    warmup = max(1, min(100, cfg["steps"] // 10))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * min(k, cfg["steps"]) / cfg["steps"])),
-    )
     alphas_cumprod = scheduler.alphas_cumprod.to(device)
-    losses = []
-    unet.train()
-    for step in progress(range(cfg["steps"]), "train prior"):
-        batch = data[torch.randint(len(data), (cfg["batch_size"],), generator=generator).to(device)]
+    batch_size, timesteps = int(cfg["batch_size"]), int(cfg["num_train_timesteps"])
+
+    def step(model, generator):
+        batch = data[torch.randint(len(data), (batch_size,), generator=generator).to(device)]
         flip = (torch.rand(len(batch), generator=generator) < 0.5).to(device)
         batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
         noise = torch.randn(batch.shape, generator=generator).to(device)
-        t = torch.randint(cfg["num_train_timesteps"], (len(batch),), generator=generator).to(device)
+        t = torch.randint(timesteps, (len(batch),), generator=generator).to(device)
         abar = alphas_cumprod[t][:, None, None, None]
         noisy = abar.sqrt() * batch + (1 - abar).sqrt() * noise
-        loss = torch.nn.functional.mse_loss(unet(noisy, t).sample, noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
+        return training.Losses(torch.nn.functional.mse_loss(model(noisy, t).sample, noise))
+
+    run_id = training.fingerprint(images=images, cfg=cfg, seed=seed, bf16=bf16)
+    trained = training.train(
+        unet, step, schedule, phase="prior", seed=seed, run_id=run_id, checkpoint_dir=checkpoint_dir, device=device
+    )
     facts = {
         "cfg": cfg,
         "seed": seed,
         "n_images": len(images),
         "image_shape": list(images.shape[1:]),
         "n_params": int(sum(p.numel() for p in unet.parameters())),
-        "final_loss_mean_last_100": float(np.mean(losses[-100:])),
     }
-    return TrainedPrior(unet.eval().to("cpu"), scheduler, losses, facts)
+    return TrainedPrior(unet.to("cpu"), scheduler, trained, facts)
 
 
 def save_prior(prior: TrainedPrior, out_dir: str | os.PathLike) -> None:
-    """``out_dir/unet/``, ``out_dir/scheduler/`` (diffusers layout), ``loss.csv`` and ``prior.json``."""
+    """``out_dir/unet/``, ``out_dir/scheduler/`` (diffusers layout) and the training files
+    (``loss.csv``, ``loss.png``, ``training.json``: thincam.models.training)."""
+    from thincam.models.training import write_training_files
+
     with atomic_directory(out_dir) as tmp:
         prior.unet.save_pretrained(tmp / "unet", safe_serialization=True)
         prior.scheduler.save_pretrained(tmp / "scheduler")
-        with open(tmp / LOSS_CSV, "w") as handle:
-            handle.write("step,loss\n")
-            handle.writelines(f"{k},{v:.6g}\n" for k, v in enumerate(prior.losses))
-        (tmp / PRIOR_JSON).write_text(json.dumps(prior.facts, indent=1, sort_keys=True) + "\n")
+        write_training_files(tmp, [prior.trained], prior.facts, "diffusion prior (epsilon MSE)")
 
 
 def _locate(path: Path) -> tuple[Path, Path, Path]:

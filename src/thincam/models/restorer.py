@@ -12,12 +12,9 @@ supervised regression: SwinIR's place in the paper's table.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +27,6 @@ log = logging.getLogger(__name__)
 RESTORER_KEYS = ("steps", "batch_size", "lr", "block_channels", "layers_per_block")
 # The loss keys it shares with DMDiff's training config: the same loss, by construction.
 LOSS_KEYS = ("lpips_weight", "lpips_weights_dir", "weight_free_weight")
-TRAINING_JSON = "training.json"
-LOSS_CSV = "train_loss.csv"
 
 
 def check_restorer_cfg(cfg: dict, loss: dict) -> tuple[dict, dict]:
@@ -48,7 +43,10 @@ def check_restorer_cfg(cfg: dict, loss: dict) -> tuple[dict, dict]:
         raise BadInputError(
             f"dmdiff config restorer.block_channels must be multiples of 8 (GroupNorm), got {channels}"
         )
-    return {key: cfg[key] for key in RESTORER_KEYS}, {key: loss[key] for key in LOSS_KEYS}
+    from thincam.models.training import SCHEDULE_KEYS
+
+    kept = (*RESTORER_KEYS, *(key for key in SCHEDULE_KEYS if key in cfg))
+    return {key: cfg[key] for key in kept}, {key: loss[key] for key in LOSS_KEYS}
 
 
 def build_restorer(cfg: dict, size: int):
@@ -85,14 +83,19 @@ def train_restorer(
     loss: dict,
     seed: int,
     device: str = "cpu",
+    checkpoint_dir: str | os.PathLike | None = None,
+    bf16: bool = False,
 ) -> dict:
     """Train on (captures y, clean x) [N,3,H,W]; writes ``out_dir`` atomically (the diffusers
-    model, ``training.json``, ``train_loss.csv``) and returns the training record."""
+    model and the training files of thincam.models.training) and returns ``training.json``'s record.
+    A run killed after a checkpoint in ``checkpoint_dir`` resumes there."""
     import torch
 
+    from thincam.models import training
     from thincam.models.losses import training_term
 
     cfg, loss = check_restorer_cfg(cfg, loss)
+    schedule = training.schedule_from(cfg, "dmdiff.restorer", bf16=bf16)
     y, x = (np.ascontiguousarray(a, dtype=np.float32) for a in pairs)
     if y.shape != x.shape or y.ndim != 4 or y.shape[1] != 3 or len(y) == 0:
         raise BadInputError(f"restorer pairs: y {y.shape} and x {x.shape} must be equal, non-empty [N,3,H,W]")
@@ -107,46 +110,30 @@ def train_restorer(
     loss_name = "l2" if term is None else term.describe()
     log.info("UNet restorer: %d pairs, loss %s", len(y), loss_name)
     y_t, x_t = torch.from_numpy(y).to(device), torch.from_numpy(x).to(device)
-    optimizer = torch.optim.Adam(unet.parameters(), lr=float(cfg["lr"]))
-    gen = torch.Generator().manual_seed(seed)
-    rows, start = [], time.perf_counter()
-    unet.train()
-    for step in range(int(cfg["steps"])):
-        idx = torch.randint(len(y), (int(cfg["batch_size"]),), generator=gen).to(device)
-        out = predict(unet, y_t[idx])
+    batch_size = int(cfg["batch_size"])
+
+    def step(model, generator):
+        idx = torch.randint(len(y), (batch_size,), generator=generator).to(device)
+        out = predict(model, y_t[idx])
         l2 = torch.nn.functional.mse_loss(out, x_t[idx])
         perceptual = None if term is None else term.fn(out, x_t[idx])
         total = l2 if term is None else l2 + term.weight * perceptual
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        if not math.isfinite(total.item()):
-            raise BadInputError(f"UNet restorer training diverged at step {step}; lower dmdiff restorer.lr")
-        rows.append((step, total.item(), l2.item(), None if perceptual is None else perceptual.item()))
-    unet.eval()
-    seconds = time.perf_counter() - start
-    record = {
-        "seed": seed,
-        "cfg": cfg,
-        "loss": loss_name,
-        "n_pairs": len(y),
-        "seconds": round(seconds, 2),
-        "parameters": sum(p.numel() for p in unet.parameters()),
-        "first_loss": rows[0][1],
-        "final_loss": rows[-1][1],
-    }
+        return training.Losses(total, l2, perceptual)
+
+    run_id = training.fingerprint(y=y, x=x, cfg=cfg, loss=loss, seed=seed, bf16=bf16)
+    trained = training.train(
+        unet, step, schedule, phase="unet", seed=seed, run_id=run_id, checkpoint_dir=checkpoint_dir, device=device
+    )
+    record = {"seed": seed, "cfg": cfg, "loss": loss_name, "n_pairs": len(y)}
+    if not trained.main_process:
+        return {}
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out_dir) as tmp:
         unet.save_pretrained(tmp)
-        (tmp / TRAINING_JSON).write_text(json.dumps(record, indent=2, sort_keys=True))
-        with open(tmp / LOSS_CSV, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["step", "loss", "l2", "perceptual"])
-            for step, total, l2, perceptual in rows:
-                writer.writerow([step, f"{total:.6g}", f"{l2:.6g}", "" if perceptual is None else f"{perceptual:.6g}"])
-    log.info("UNet restorer trained %d steps in %.1f s -> %s", len(rows), seconds, out_dir)
-    return record
+        training.write_training_files(tmp, [trained], record, f"UNet baseline ({loss_name})")
+    log.info("UNet restorer trained %d steps -> %s", trained.record["steps"], out_dir)
+    return json.loads((out_dir / training.RECORD_JSON).read_text())
 
 
 def load_restorer(model_dir: str | os.PathLike, device: str = "cpu"):

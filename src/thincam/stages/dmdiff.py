@@ -66,12 +66,17 @@ def _train_arrays(
 
 
 def pretrain_dmdiff_base(
-    data_path: str | os.PathLike, out_dir: str | os.PathLike, cfg: Mapping[str, Any], seed: int
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: Mapping[str, Any],
+    seed: int,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> None:
     """The ``pretrain_dmdiff_base`` rule: the tiny base on every clean training image."""
     from thincam.models.dmdiff import pretrain
 
-    pretrain.pretrain_dmdiff_base(_train_arrays(data_path, ["x"])[0]["x"], out_dir, dict(cfg), seed)
+    images = _train_arrays(data_path, ["x"])[0]["x"]
+    pretrain.pretrain_dmdiff_base(images, out_dir, dict(cfg), seed, checkpoint_dir=checkpoint_dir)
 
 
 def train_dmdiff(
@@ -84,6 +89,8 @@ def train_dmdiff(
     n_unpaired: int | str,
     pseudo_pairs: str | os.PathLike | None = None,
     device: str = "cpu",
+    checkpoint_dir: str | os.PathLike | None = None,
+    bf16: bool = False,
 ) -> None:
     """The ``train_dmdiff`` rule: LoRA + SVDA on the paired images, plus the pseudo pairs when
     given and good enough by their file's quality record (module docstring)."""
@@ -116,6 +123,8 @@ def train_dmdiff(
         pseudo_pairs=pairs,
         device=device,
         pseudo_record=record,
+        checkpoint_dir=checkpoint_dir,
+        bf16=bf16,
     )
 
 
@@ -172,10 +181,13 @@ def train_unet(
     seed: int,
     n_unpaired: int | str,
     device: str = "cpu",
+    checkpoint_dir: str | os.PathLike | None = None,
+    bf16: bool = False,
 ) -> None:
     """The ``train_unet`` rule: the supervised UNet baseline on the same real pairs as DMDiff
     (the leading training images), with DMDiff's loss."""
     from thincam.models.restorer import train_restorer
 
     arrays, n = _train_arrays(data_path, ["x", "y"], n_unpaired)
-    train_restorer((arrays["y"][:n], arrays["x"][:n]), out_dir, dict(cfg), dict(loss), seed, device)
+    pairs = (arrays["y"][:n], arrays["x"][:n])
+    train_restorer(pairs, out_dir, dict(cfg), dict(loss), seed, device, checkpoint_dir=checkpoint_dir, bf16=bf16)

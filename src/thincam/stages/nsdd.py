@@ -3,25 +3,21 @@
 Target shards: each image's starting noise and step noise come from its own seed, so a shard's
 targets do not depend on the shard count or batch size and a re-run gives the same file. Ground
 truth ``x`` is never read: the student learns from the teacher alone. Distillation resumes from
-its checkpoint after a kill and ends bit-identical; its folder is complete only with its marker.
+its checkpoint after a kill and ends bit-identical (thincam.models.training); its folder is
+complete only with its record ``training.json``, written last.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
-import pickle
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from thincam.data.atomic import atomic_directory, write_bytes_atomic
+from thincam.data.atomic import atomic_directory
 from thincam.data.h5io import array_sha256, atomic_write_h5, json_attr, n_rows, read_h5, read_rows
 from thincam.data.shards import image_seed, read_target_shards, teacher_params
 from thincam.errors import BadInputError
@@ -31,7 +27,7 @@ from thincam.stages.common import load_operator
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint"
 
 
 def ddnm_targets(
@@ -122,193 +118,61 @@ def ddnm_targets(
     )
 
 
-@dataclass
-class _Run:
-    """Everything a distillation run holds between its phases."""
+class _ShardBatches:
+    """The student's batches: the target shards one at a time, epoch by epoch, in an order that is
+    a pure function of (seed, epoch); its position is all a checkpoint needs to resume."""
 
-    cfg: dict
-    shard_paths: list[str]
-    operator: dict
-    physics: Any
-    student: Any
-    optimizer: Any
-    perceptual: Any
-    prior_hash: str
-    fingerprint: str
-    step: int = 0
-    position: tuple[int, int, int] = (0, 0, 0)  # (epoch, shard in the epoch's order, batch)
-    curve: list[tuple] = field(default_factory=list)
+    def __init__(self, shard_paths: list[str], prior_hash: str, physics, seed: int, batch_size: int, device: str):
+        from thincam.models import distill
 
+        if sum(n_rows(path, "y") for path in shard_paths) == 0:
+            raise BadInputError(f"target shards hold no samples: {shard_paths}")
+        self.paths, self.prior_hash, self.physics = shard_paths, prior_hash, physics
+        self.seed, self.batch_size, self.device = seed, batch_size, device
+        self.position = (0, 0, 0)  # (epoch, shard in the epoch's order, batch in the shard)
+        self._order = distill.epoch_order
+        self._loaded: tuple | None = None  # (epoch, shard position, tensors, batches)
 
-def _prepare(shard_paths, psf_path, operator, prior_path, cfg, seed, device) -> _Run:
-    """The operator the teacher recorded (with ``operator`` overrides), the student, its optimizer."""
-    import torch
+    def state_dict(self) -> dict:
+        return {"position": list(self.position)}
 
-    from thincam.models import distill
-    from thincam.models.losses import training_term
-    from thincam.models.nsdd import build_student
+    def load_state_dict(self, state: dict) -> None:
+        self.position, self._loaded = tuple(int(v) for v in state["position"]), None
 
-    torch.manual_seed(seed)
-    _, shard_attrs = read_h5(shard_paths[0], names=[], contract="targets")
-    operator = {**json_attr(shard_attrs, "operator"), **dict(operator)}
-    physics = load_operator(psf_path, operator, device=device)
-    prior_unet, scheduler = load_prior(prior_path)
-    prior_hash = prior_id(prior_path)
-    student = build_student(prior_unet, scheduler, cfg, operator_identity=physics.identity()).to(device)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=float(cfg["lr"]))
-    # LPIPS when its weights are there, else the weight-free term when weighted, else L2 alone.
-    perceptual = training_term(cfg["lpips_weights_dir"], cfg["lpips_weight"], cfg["weight_free_weight"], device)
-    log.info(
-        "loss: %s (lpips_weights_dir=%s, lpips_weight=%s, weight_free_weight=%s)",
-        _loss_name(perceptual), cfg["lpips_weights_dir"], cfg["lpips_weight"], cfg["weight_free_weight"],
-    )  # fmt: skip
-    fingerprint = distill.run_fingerprint(shard_paths, operator, prior_hash, cfg, seed)
-    return _Run(cfg, shard_paths, operator, physics, student, optimizer, perceptual, prior_hash, fingerprint)
+    def next(self) -> list:
+        import torch
 
+        from thincam.models import distill
 
-def _loss_name(term) -> str:
-    return "l2" if term is None else term.describe()
-
-
-def _save_checkpoint(path: Path, run: _Run) -> None:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "fingerprint": run.fingerprint,
-            "step": run.step,
-            "position": run.position,
-            "model": run.student.state_dict(),
-            "optimizer": run.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "curve": run.curve,
-        },
-        buffer,
-    )
-    write_bytes_atomic(buffer.getvalue(), path)
+        while True:
+            epoch, k, j = self.position
+            if k == len(self.paths):
+                self.position = (epoch + 1, 0, 0)
+                continue
+            if self._loaded is None or self._loaded[:2] != (epoch, k):
+                shard = int(self._order(self.seed, epoch, n=len(self.paths))[k])
+                ((path, arrays),) = read_target_shards([self.paths[shard]], prior_id=self.prior_hash)
+                distill.check_shard(path, arrays, self.physics)
+                tensors = [torch.from_numpy(arrays[name]).to(self.device) for name in ("y", "anchor", "target")]
+                perm = self._order(self.seed, epoch, shard, n=len(tensors[0]))
+                batches = [perm[i : i + self.batch_size] for i in range(0, len(perm), self.batch_size)]
+                self._loaded = (epoch, k, tensors, batches)
+            tensors, batches = self._loaded[2:]
+            if j == len(batches):
+                self.position = (epoch, k + 1, 0)
+                continue
+            self.position = (epoch, k, j + 1)
+            idx = torch.from_numpy(batches[j]).to(self.device)
+            return [t[idx] for t in tensors]
 
 
-def _resume(path: Path, run: _Run) -> None:
-    """Continue from a checkpoint of this very run; an unreadable or foreign one is ignored."""
-    import torch
-
-    if not path.exists():
-        return
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:  # only a cache: start over
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, err)
-        return
-    if state.get("fingerprint") != run.fingerprint:
-        log.warning("ignoring checkpoint %s: it belongs to a run with other inputs", path)
-        return
-    run.student.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    run.step, run.position, run.curve = state["step"], tuple(state["position"]), state["curve"]
-    log.info("resuming from %s at step %d", path, run.step)
-
-
-def _train(run: _Run, seed: int, device: str, checkpoint: Path) -> None:
-    """Epochs over the shards in seeded order until ``steps``, checkpointing every few steps."""
-    import torch
-
-    from thincam.logs import progress
-    from thincam.models import distill
-
-    cfg = run.cfg
-    steps, batch_size = int(cfg["steps"]), int(cfg["batch_size"])
-    epoch, shard_pos, batch_pos = run.position
-    run.student.train()
-    bar = progress(desc="distill_nsdd", total=steps, initial=run.step)
-    while run.step < steps:
-        step_at_epoch_start, whole_epoch = run.step, shard_pos == 0 and batch_pos == 0
-        order = distill.epoch_order(seed, epoch, n=len(run.shard_paths))
-        reader = read_target_shards([run.shard_paths[i] for i in order[shard_pos:]], prior_id=run.prior_hash)
-        for k, (path, arrays) in enumerate(reader, start=shard_pos):
-            distill.check_shard(path, arrays, run.physics)
-            tensors = [torch.from_numpy(arrays[name]).to(device) for name in ("y", "anchor", "target")]
-            perm = distill.epoch_order(seed, epoch, int(order[k]), n=len(tensors[0]))
-            batches = [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
-            for j in range(batch_pos, len(batches)):
-                idx = torch.from_numpy(batches[j]).to(device)
-                loss, l2, lp = distill.train_step(
-                    run.student, run.physics, run.optimizer, run.perceptual, [t[idx] for t in tensors]
-                )
-                run.step += 1
-                if not np.isfinite(loss):
-                    raise BadInputError(f"NSDD loss is {loss} at step {run.step} (lr {cfg['lr']} too high?)")
-                run.curve.append((run.step, loss, l2, lp))
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-                if run.step % int(cfg["checkpoint_every"]) == 0 and run.step < steps:
-                    run.position = (epoch, k, j + 1)
-                    _save_checkpoint(checkpoint, run)
-                if run.step == steps:
-                    break
-            batch_pos = 0
-            if run.step == steps:
-                break
-        if run.step == step_at_epoch_start and whole_epoch:
-            raise BadInputError(f"target shards hold no samples: {run.shard_paths}")
-        shard_pos = 0
-        epoch += 1
-    bar.close()
-    run.student.eval()
-
-
-def _write_curve(out: Path, rows: list[tuple]) -> None:
-    """training_curve.csv (step, loss, l2, perceptual) and its plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["step", "loss", "l2", "perceptual"])
-    for step, loss, l2, perceptual in rows:
-        writer.writerow([step, repr(loss), repr(l2), "" if perceptual is None else repr(perceptual)])
-    write_bytes_atomic(text.getvalue().encode(), out / "training_curve.csv")
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    steps = [row[0] for row in rows]
-    ax.plot(steps, [row[1] for row in rows], lw=0.8, label="loss")
-    if rows and rows[0][3] is not None:
-        ax.plot(steps, [row[2] for row in rows], lw=0.8, label="L2")
-        ax.legend()
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title("NSDD distillation")
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=120, metadata={"Software": None})
-    plt.close(fig)
-    write_bytes_atomic(png.getvalue(), out / "training_curve.png")
-
-
-def _write_outputs(run: _Run, out: Path, prior_path, seed: int, device: str) -> None:
-    """model/, the curve, then the marker last: the folder is complete only with the marker."""
-    from thincam.models.nsdd import MARKER
+def _write_outputs(out: Path, student, trained, facts: dict) -> None:
+    """model/, the training files, then the record last: the folder is complete only with it."""
+    from thincam.models.training import write_training_files
 
     with atomic_directory(out / "model") as tmp:
-        run.student.save_pretrained(tmp)
-    _write_curve(out, run.curve)
-    marker = {
-        "cfg": run.cfg,
-        "seed": seed,
-        "device": device,
-        "shards": run.shard_paths,
-        "operator": run.operator,
-        "prior": str(prior_path),
-        "prior_id": run.prior_hash,
-        "steps": run.step,
-        "final_loss": run.curve[-1][1],
-        "loss": _loss_name(run.perceptual),
-    }
-    write_bytes_atomic(json.dumps(marker, indent=2, sort_keys=True, default=str).encode(), out / MARKER)
+        student.save_pretrained(tmp)
+    write_training_files(out, [trained], facts, f"NSDD distillation ({facts['loss']})")
 
 
 def distill_nsdd(
@@ -323,16 +187,22 @@ def distill_nsdd(
     checkpoint_path: str | None = None,
     bf16: bool = False,
 ) -> None:
-    """Train the student on the DDNM+ targets; writes model/, training_curve.{csv,png}, then distill.json.
+    """Train the student on the DDNM+ targets; writes model/ and the training files
+    (``loss.csv``, ``loss.png``, then ``training.json``, the marker of a complete folder).
 
     Shards are read by ``read_target_shards`` (checksums, and that they were made with this prior).
-    ``checkpoint_path`` defaults to out_dir/checkpoint.pt (removed once the run is complete); keep
-    it out of a workflow rule's declared outputs so a failed job's clean-up does not delete it.
+    ``checkpoint_path`` (a folder) defaults to out_dir/checkpoint (removed once the run is
+    complete); keep it out of a workflow rule's declared outputs so that a failed job's clean-up
+    does not delete it.
     """
-    from thincam.models import distill
-    from thincam.models.nsdd import MARKER
+    import torch
+
+    from thincam.models import distill, training
+    from thincam.models.losses import training_term
+    from thincam.models.nsdd import MARKER, build_student
 
     cfg = distill.check_cfg(cfg)
+    schedule = training.schedule_from(cfg, "nsdd.student", {"weight_decay": 0.01}, bf16=bf16)
     shard_paths = [str(p) for p in shard_paths]
     if not shard_paths:
         raise BadInputError("distill_nsdd needs at least one target shard")
@@ -340,12 +210,37 @@ def distill_nsdd(
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)
     checkpoint = Path(checkpoint_path) if checkpoint_path else out / CHECKPOINT
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
 
-    run = _prepare(shard_paths, psf_path, operator, prior_path, cfg, seed, device)
-    run.student.bf16 = bool(bf16)  # bfloat16 autocast of the prior UNet's forward (config key bf16)
-    _resume(checkpoint, run)
-    _train(run, seed, device, checkpoint)
-    _write_outputs(run, out, prior_path, seed, device)
-    checkpoint.unlink(missing_ok=True)
-    log.info("NSDD student written to %s (%d steps, final loss %.4g)", out, run.step, run.curve[-1][1])
+    torch.manual_seed(seed)
+    _, shard_attrs = read_h5(shard_paths[0], names=[], contract="targets")
+    operator = {**json_attr(shard_attrs, "operator"), **dict(operator)}
+    physics = load_operator(psf_path, operator, device=device)
+    prior_unet, scheduler = load_prior(prior_path)
+    prior_hash = prior_id(prior_path)
+    student = build_student(prior_unet, scheduler, cfg, operator_identity=physics.identity()).to(device)
+    # LPIPS when its weights are there, else the weight-free term when weighted, else L2 alone.
+    term = training_term(cfg["lpips_weights_dir"], cfg["lpips_weight"], cfg["weight_free_weight"], device)
+    loss_name = "l2" if term is None else term.describe()
+    log.info(
+        "loss: %s (lpips_weights_dir=%s, lpips_weight=%s, weight_free_weight=%s)",
+        loss_name, cfg["lpips_weights_dir"], cfg["lpips_weight"], cfg["weight_free_weight"],
+    )  # fmt: skip
+    batches = _ShardBatches(shard_paths, prior_hash, physics, seed, int(cfg["batch_size"]), device)
+    run_id = distill.run_fingerprint(shard_paths, operator, prior_hash, {**cfg, "bf16": bool(bf16)}, seed)
+    trained = training.train(
+        student, lambda model, _: distill.student_losses(model, physics, term, batches.next()), schedule,
+        phase="nsdd", seed=seed, run_id=run_id, checkpoint_dir=checkpoint, device=device, data_state=batches,
+    )  # fmt: skip
+    facts = {
+        "cfg": cfg,
+        "seed": seed,
+        "device": device,
+        "shards": shard_paths,
+        "operator": operator,
+        "prior": str(prior_path),
+        "prior_id": prior_hash,
+        "loss": loss_name,
+    }
+    if trained.main_process:
+        _write_outputs(out, student, trained, facts)
+    log.info("NSDD student written to %s (%d steps, final loss %.4g)", out, trained.record["steps"], trained.record["final_loss"])

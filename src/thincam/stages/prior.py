@@ -16,10 +16,15 @@ def train_prior(
     cfg: Mapping[str, Any] | None,
     seed: int,
     device: str = "cpu",
+    checkpoint_dir: str | os.PathLike | None = None,
+    bf16: bool = False,
 ) -> None:
-    """Train on ``x`` of ``data_path`` and save the prior folder atomically to ``out_dir``."""
+    """Train on ``x`` of ``data_path`` and save the prior folder atomically to ``out_dir``
+    (resuming from ``checkpoint_dir`` after a kill)."""
     arrays, _ = read_h5(data_path, names=["x"], contract="dataset")
-    prior.save_prior(prior.train_prior(arrays["x"], cfg, seed=seed, device=device), out_dir)
+    trained = prior.train_prior(arrays["x"], cfg, seed=seed, device=device, checkpoint_dir=checkpoint_dir, bf16=bf16)
+    if trained.trained.main_process:
+        prior.save_prior(trained, out_dir)
 
 
 def register_adm_prior(checkpoint: str | os.PathLike, architecture: str, out_dir: str | os.PathLike) -> None:

@@ -10,11 +10,8 @@ generator, which minutes of CPU could not train, is not needed.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +32,6 @@ from thincam.models.dmdiff.architecture import (
 
 log = logging.getLogger(__name__)
 
-PRETRAIN_MARKER = "pretrain.json"
 PRETRAIN_KEYS = (
     "vae_channels",
     "latent_channels",
@@ -76,7 +72,9 @@ def check_pretrain_cfg(cfg: dict) -> dict:
     missing_prompts = {"positive", "neutral", "negative"} - set(cfg["prompts"])
     if missing_prompts:
         raise BadInputError(f"dmdiff base config prompts lack {sorted(missing_prompts)}")
-    return {key: cfg[key] for key in PRETRAIN_KEYS}
+    from thincam.models.training import SCHEDULE_KEYS
+
+    return {key: cfg[key] for key in (*PRETRAIN_KEYS, *(k for k in SCHEDULE_KEYS if k in cfg))}
 
 
 def described_views(x, generator):
@@ -99,45 +97,59 @@ def described_views(x, generator):
 
 
 def pretrain_dmdiff_base(
-    images: np.ndarray, out_dir: str | os.PathLike, cfg: dict, seed: int
+    images: np.ndarray,
+    out_dir: str | os.PathLike,
+    cfg: dict,
+    seed: int,
+    device: str = "cpu",
+    checkpoint_dir: str | os.PathLike | None = None,
+    bf16: bool = False,
 ) -> None:
     """Pretrain a tiny base on clean square ``images`` [N,3,H,W]; save it in the diffusers layout.
 
-    The folder appears complete (renamed from a temporary name) or not at all.
+    The folder appears complete (renamed from a temporary name) or not at all. Each phase
+    checkpoints to ``checkpoint_dir``/{vae,unet}; a run killed in the UNet phase resumes there
+    with the finished VAE loaded from its last checkpoint.
     """
     import torch
+
+    from thincam.models import training
 
     cfg = check_pretrain_cfg(cfg)
     images = _check_pretraining_images(images)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(checkpoint_dir) if checkpoint_dir else None
     with atomic_directory(out_dir) as tmp:
         torch.manual_seed(seed)
         base = build_tiny_base(cfg, image_size=images.shape[-1], tokenizer_dir=tmp / "tokenizer")
-        x_all = torch.from_numpy(images)
-        gen = torch.Generator().manual_seed(seed)
-        start = time.perf_counter()
-        vae_losses = _train_vae(base.vae, x_all, cfg, gen)
-        vae_s = time.perf_counter() - start
-        latents = _fit_latent_scaling(base.vae, x_all)
-        unet_losses = _train_unet(base, x_all, latents, cfg, gen)
-        total_s = time.perf_counter() - start
-        losses = {"vae": vae_losses, "unet": unet_losses}
-        _save_base(base, tmp, losses)
-        summary = {
+        base.to(device)
+        x_all = torch.from_numpy(images).to(device)
+        run_id = training.fingerprint(images=images, cfg=cfg, seed=seed, bf16=bf16)
+        phases = []
+        for phase, train_phase in (("vae", _train_vae), ("unet", _train_unet)):
+            steps = int(cfg[f"{phase}_steps"])
+            if steps:
+                schedule = training.schedule_from(cfg, "dmdiff.base.pretrain", steps=steps, bf16=bf16)
+                checkpoint = None if folder is None else folder / phase
+                phases.append(train_phase(base, x_all, cfg, schedule, seed, f"{run_id}:{phase}", checkpoint, device))
+            if phase == "vae":
+                _fit_latent_scaling(base.vae, x_all)
+        _save_base(base, tmp)
+        facts = {
             "seed": seed,
             "cfg": cfg,
             "n_images": len(images),
             "image_size": int(images.shape[-1]),
             "vae_scaling_factor": base.vae.config.scaling_factor,
             "params": count_parameters(base),
-            "seconds": {"vae": round(vae_s, 2), "total": round(total_s, 2)},
-            "final_loss": {
-                stage: values[-1] if values else None for stage, values in losses.items()
-            },
         }
-        (tmp / PRETRAIN_MARKER).write_text(json.dumps(summary, indent=2, sort_keys=True))
-    log.info("dmdiff base pretrained in %.1f s -> %s", total_s, out_dir)
+        if phases:
+            training.write_training_files(tmp, phases, facts, "DMDiff base pretraining")
+    if folder is not None:
+        for phase in ("vae", "unet"):
+            training.remove_checkpoint(folder / phase)
+    log.info("dmdiff base pretrained -> %s", out_dir)
 
 
 def _check_pretraining_images(images: np.ndarray) -> np.ndarray:
@@ -147,87 +159,96 @@ def _check_pretraining_images(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _train_vae(vae, x_all, cfg: dict, gen) -> list[float]:
+def _train_vae(base: BaseComponents, x_all, cfg: dict, schedule, seed, run_id, checkpoint, device):
     """Reconstruction + a small KL term: the latent space every later phase works in."""
     import torch
     import torch.nn.functional as F
-    from thincam.logs import progress
+
+    from thincam.models import training
+
+    class Reconstruction(torch.nn.Module):
+        """The VAE's encode -> sample -> decode as one forward (what several processes synchronise)."""
+
+        def __init__(self, vae):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, x, generator):
+            posterior = self.vae.encode(2 * x - 1).latent_dist
+            recon = (self.vae.decode(posterior.sample(generator=generator)).sample + 1) / 2
+            return recon, posterior.kl().mean() / posterior.mean[0].numel()
 
     batch = int(cfg["batch_size"])
-    vae.train().requires_grad_(True)
-    opt = torch.optim.Adam(vae.parameters(), lr=float(cfg["lr"]))
-    losses = []
-    for _ in progress(range(int(cfg["vae_steps"])), "dmdiff base: vae"):
-        x = x_all[torch.randint(len(x_all), (batch,), generator=gen)]
-        flip = torch.rand(batch, 1, 1, 1, generator=gen) < 0.5  # cheap augmentation
+    kl_weight = float(cfg["kl_weight"])
+
+    def step(model, generator):
+        x = x_all[torch.randint(len(x_all), (batch,), generator=generator).to(device)]
+        flip = (torch.rand(batch, 1, 1, 1, generator=generator) < 0.5).to(device)  # cheap augmentation
         x = torch.where(flip, x.flip(-1), x)
-        posterior = vae.encode(2 * x - 1).latent_dist
-        recon = (vae.decode(posterior.sample(generator=gen)).sample + 1) / 2
-        kl = posterior.kl().mean() / posterior.mean[0].numel()
-        loss = F.mse_loss(recon, x) + float(cfg["kl_weight"]) * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    vae.eval().requires_grad_(False)
-    return losses
+        recon, kl = model(x, generator)
+        l2 = F.mse_loss(recon, x)
+        return training.Losses(l2 + kl_weight * kl, l2)
+
+    base.vae.requires_grad_(True)
+    trained = training.train(
+        Reconstruction(base.vae), step, schedule, phase="vae", seed=seed, run_id=run_id,
+        checkpoint_dir=checkpoint, device=device, keep_checkpoint=True,
+    )  # fmt: skip
+    base.vae.eval().requires_grad_(False)
+    return trained
 
 
-def _fit_latent_scaling(vae, x_all):
-    """Set the VAE's ``scaling_factor`` to 1/std of the latents, as Stable Diffusion did, and
-    return the scaled latents of ``x_all``: the UNet's inputs."""
+def _fit_latent_scaling(vae, x_all) -> None:
+    """Set the VAE's ``scaling_factor`` to 1/std of the latents of ``x_all``, as Stable Diffusion did."""
     import torch
 
     with torch.no_grad():
         latents = torch.cat([vae.encode(2 * x - 1).latent_dist.mode() for x in x_all.split(64)])
-    scaling = float(1.0 / latents.std())
-    vae.register_to_config(scaling_factor=scaling)
-    return latents * scaling
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
 
 
-def _train_unet(base: BaseComponents, x_all, latents, cfg: dict, gen) -> list[float]:
+def _train_unet(base: BaseComponents, x_all, cfg: dict, schedule, seed, run_id, checkpoint, device):
     """One-step x0 at t=999 from ``z + sigma n`` (sigma ~ U[0, unet_noise_max]) to the latent of
     what a random prompt describes: prompts that mean something, and a denoising prior."""
     import torch
     import torch.nn.functional as F
-    from thincam.logs import progress
+
+    from thincam.models import training
 
     vae, scaling = base.vae, base.vae.config.scaling_factor
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(2 * x - 1).latent_dist.mode() for x in x_all.split(64)]) * scaling
     batch = int(cfg["batch_size"])
     embeds = prompt_embeddings(base, [cfg["prompts"][p] for p in PROMPT_ORDER])
     timestep = base.scheduler.config.num_train_timesteps - 1
-    unet = base.unet.train().requires_grad_(True)
-    opt = torch.optim.Adam(unet.parameters(), lr=float(cfg["lr"]))
     batch_rows = torch.arange(batch)
-    losses = []
-    for _ in progress(range(int(cfg["unet_steps"])), "dmdiff base: unet"):
-        idx = torch.randint(len(latents), (batch,), generator=gen)
-        sigma = torch.rand(batch, 1, 1, 1, generator=gen) * float(cfg["unet_noise_max"])
-        z = latents[idx]
-        z_in = z + sigma * torch.randn(z.shape, generator=gen)
-        which = torch.randint(len(embeds), (batch,), generator=gen)
+    noise_max = float(cfg["unet_noise_max"])
+
+    def step(model, generator):
+        idx = torch.randint(len(latents), (batch,), generator=generator)
+        sigma = (torch.rand(batch, 1, 1, 1, generator=generator) * noise_max).to(device)
+        z = latents[idx.to(device)]
+        z_in = z + sigma * torch.randn(z.shape, generator=generator).to(device)
+        which = torch.randint(len(embeds), (batch,), generator=generator)
         with torch.no_grad():
-            described = described_views(x_all[idx], gen)[which, batch_rows]
+            described = described_views(x_all[idx.to(device)].cpu(), generator)[which, batch_rows].to(device)
             target = vae.encode(2 * described - 1).latent_dist.mode() * scaling
-        eps = unet(z_in, timestep, encoder_hidden_states=embeds[which]).sample
-        loss = F.mse_loss(one_step_x0(base.scheduler, z_in, eps, timestep), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    unet.eval().requires_grad_(False)
-    return losses
+        eps = model(z_in, timestep, encoder_hidden_states=embeds[which.to(device)]).sample
+        return training.Losses(F.mse_loss(one_step_x0(base.scheduler, z_in, eps, timestep), target))
+
+    base.unet.requires_grad_(True)
+    trained = training.train(
+        base.unet, step, schedule, phase="unet", seed=seed + 1, run_id=run_id,
+        checkpoint_dir=checkpoint, device=device, keep_checkpoint=True,
+    )  # fmt: skip
+    base.unet.eval().requires_grad_(False)
+    return trained
 
 
-def _save_base(base: BaseComponents, folder: Path, losses: dict[str, list[float]]) -> None:
-    """The diffusers layout :func:`load_dmdiff_base` reads, and the per-step loss table."""
+def _save_base(base: BaseComponents, folder: Path) -> None:
+    """The diffusers layout :func:`load_dmdiff_base` reads."""
     base.vae.save_pretrained(folder / "vae")
     base.unet.save_pretrained(folder / "unet")
     base.text_encoder.save_pretrained(folder / "text_encoder")
     base.tokenizer.save_pretrained(folder / "tokenizer")
     base.scheduler.save_pretrained(folder / "scheduler")
-    with open(folder / "pretrain_loss.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["stage", "step", "loss"])
-        for stage, values in losses.items():
-            writer.writerows((stage, step, f"{value:.6g}") for step, value in enumerate(values))

@@ -8,12 +8,10 @@ Same config, seed, machine and thread count -> the same bits.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -69,16 +67,17 @@ TRAIN_DEFAULTS = {
     "musiq_weights_dir": None,
     **TRAIN_OPTIONAL,
 }
-LOSS_CSV = "train_loss.csv"
 
 
 def check_train_cfg(cfg: dict) -> dict:
     missing = [key for key in TRAIN_KEYS if key not in cfg]
     if missing:
         raise BadInputError(f"dmdiff config is missing keys {missing}")
+    from thincam.models.training import SCHEDULE_KEYS
+
     cfg = {
         **TRAIN_OPTIONAL,
-        **{key: cfg[key] for key in (*TRAIN_KEYS, *TRAIN_OPTIONAL) if key in cfg},
+        **{key: cfg[key] for key in (*TRAIN_KEYS, *TRAIN_OPTIONAL, *SCHEDULE_KEYS) if key in cfg},
     }
     for key in ("steps", "batch_size", "rank_vae", "rank_unet", "map_size"):
         if int(cfg[key]) < 1:
@@ -96,22 +95,6 @@ def check_train_cfg(cfg: dict) -> dict:
     return cfg
 
 
-def train_step(model, optimizer, inputs, dmap, target, path: str, term: PerceptualTerm | None = None):
-    """One optimiser step on one path; returns (loss, l2, perceptual term or None) as floats."""
-    import torch.nn.functional as F
-
-    out = model.translate(inputs, dmap, path)
-    l2 = F.mse_loss(out, target)
-    loss, perceptual = l2, None
-    if term is not None:
-        perceptual = term.fn(out, target)
-        loss = l2 + term.weight * perceptual
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item(), l2.item(), None if perceptual is None else perceptual.item()
-
-
 def train_dmdiff(
     base_dir: str | os.PathLike,
     train_pairs: tuple[np.ndarray, np.ndarray],
@@ -122,14 +105,20 @@ def train_dmdiff(
     pseudo_pairs: tuple[np.ndarray, np.ndarray] | str | os.PathLike | None = None,
     device: str = "cpu",
     pseudo_record: dict | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    bf16: bool = False,
 ) -> None:
     """Fine-tune LoRA + SVDA on (captures y, clean x) [N,3,H,W] and save a loadable model.
 
     ``pseudo_pairs``: (y_pseudo, x_clean) arrays or a pseudo_pairs HDF5 file. ``pseudo_record``:
-    the caller's account of the pseudo pairs (quality, whether used), kept in the config. Writes
-    ``out_dir`` atomically: peft adapters, SVDA weights, ``dmdiff_config.json``, ``train_loss.csv``.
+    the caller's account of the pseudo pairs (quality, whether used), kept in ``training.json``.
+    Writes ``out_dir`` atomically: peft adapters, SVDA weights, ``dmdiff_config.json`` and the
+    training files (thincam.models.training); resumes from ``checkpoint_dir`` after a kill.
     """
+    from thincam.models import training
+
     cfg = check_train_cfg(cfg)
+    schedule = training.schedule_from(cfg, "dmdiff.train", bf16=bf16)
     y_all, x_all, n_real = _assemble_pairs(train_pairs, pseudo_pairs)
     model = _build_model(base_dir, cfg, seed, device)
     term = training_term(
@@ -141,8 +130,16 @@ def train_dmdiff(
     else:
         log.info("loss: %s, LPIPS trunk from %s", loss_name, cfg["lpips_weights_dir"])
     pools = _path_pools(model, y_all, x_all, n_real, fwhm_grid, cfg)
-    rows, counts, seconds = _train_loop(model, pools, cfg, seed, term)
-    training = {
+    run_id = training.fingerprint(
+        y=y_all, x=x_all, n_real=n_real, fwhm=np.asarray(fwhm_grid), cfg=cfg, seed=seed, bf16=bf16,
+        base=_base_identity(base_dir),
+    )  # fmt: skip
+    trained = training.train(
+        _translation(model), _path_step(pools, cfg, term), schedule, phase="dmdiff", seed=seed,
+        run_id=run_id, checkpoint_dir=checkpoint_dir, parameters=model.trainable_parameters(), device=device,
+    )  # fmt: skip
+    counts = {path: sum(row[6] == path for row in trained.rows) for path in pools}
+    facts = {
         "seed": seed,
         "cfg": cfg,
         "loss": loss_name,
@@ -150,21 +147,40 @@ def train_dmdiff(
         "n_pseudo": len(y_all) - n_real,
         "pseudo_pairs": pseudo_record,
         "path_counts": counts,
-        "seconds": round(seconds, 2),
-        "seconds_per_step": round(seconds / max(1, len(rows)), 4),
-        "trainable_params": sum(p.numel() for p in model.trainable_parameters()),
         "svda_params": (
             0 if model.svda is None else sum(p.numel() for p in model.svda.parameters())
         ),
     }
-    _save_trained(model, out_dir, rows, training)
-    log.info(
-        "dmdiff trained %d steps in %.1f s (%s) -> %s",
-        len(rows),
-        seconds,
-        json.dumps(counts),
-        out_dir,
-    )
+    if not trained.main_process:
+        return
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(out_dir) as tmp:
+        model.save(tmp)
+        training.write_training_files(tmp, [trained], facts, f"DMDiff multipath training ({loss_name})")
+    log.info("dmdiff trained %d steps (%s) -> %s", trained.record["steps"], json.dumps(counts), out_dir)
+
+
+def _base_identity(base_dir) -> dict:
+    """The base's weight files by size and time: a checkpoint on another base is not resumed."""
+    files = sorted(Path(base_dir).rglob("*.safetensors"))
+    return {str(f.relative_to(base_dir)): [f.stat().st_size, f.stat().st_mtime_ns] for f in files}
+
+
+def _translation(model):
+    """DMDiff's trained parts as one torch module whose forward is a path's translation: what
+    the training engine prepares, checkpoints and, with several processes, synchronises."""
+    import torch
+
+    class Translation(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.unet, self.svda = model.base.vae.encoder, model.base.unet, model.svda
+
+        def forward(self, inputs, dmap, path):
+            return model.translate(inputs, dmap, path)
+
+    return Translation()
 
 
 def _pairs(pairs, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -237,52 +253,25 @@ def _path_pools(model, y_all, x_all, n_real: int, fwhm_grid, cfg: dict) -> dict:
     }
 
 
-def _train_loop(model, pools: dict, cfg: dict, seed: int, term: PerceptualTerm | None):
-    """Each step draws a path from Cat(p_pos, p_neu, p_neg), then a batch from its pool.
-
-    Returns the (step, path, loss, l2, perceptual) rows, the steps per path and the seconds taken.
-    """
+def _path_step(pools: dict, cfg: dict, term: PerceptualTerm | None):
+    """The step: a path drawn from Cat(p_pos, p_neu, p_neg), then a batch from its pool."""
     import torch
-    from thincam.logs import progress
+    import torch.nn.functional as F
 
     from thincam.models.dmdiff.model import PATHS
+    from thincam.models.training import Losses
 
     probs = torch.tensor([float(cfg[k]) for k in ("p_pos", "p_neu", "p_neg")], dtype=torch.float64)
-    gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=float(cfg["lr"]))
     batch = int(cfg["batch_size"])
-    rows, counts = [], dict.fromkeys(PATHS, 0)
-    start = time.perf_counter()
-    for step in progress(range(int(cfg["steps"])), "dmdiff train"):
-        path = PATHS[int(torch.multinomial(probs, 1, generator=gen))]
+
+    def step(model, generator):
+        path = PATHS[int(torch.multinomial(probs, 1, generator=generator))]
         inputs, dmap, target, pool = pools[path]
-        idx = torch.randint(pool, (batch,), generator=gen).to(model.device)
-        loss, l2, lp = train_step(
-            model,
-            optimizer,
-            inputs[idx],
-            dmap[idx],
-            target[idx],
-            path,
-            term,
-        )
-        if not math.isfinite(loss):
-            raise BadInputError(f"dmdiff training diverged at step {step} (loss {loss}); lower lr")
-        counts[path] += 1
-        rows.append((step, path, loss, l2, lp))
-    return rows, counts, time.perf_counter() - start
+        idx = torch.randint(pool, (batch,), generator=generator).to(inputs.device)
+        out = model(inputs[idx], dmap[idx], path)
+        l2 = F.mse_loss(out, target[idx])
+        perceptual = None if term is None else term.fn(out, target[idx])
+        loss = l2 if term is None else l2 + term.weight * perceptual
+        return Losses(loss, l2, perceptual, path)
 
-
-def _save_trained(model, out_dir, rows: list, training: dict) -> None:
-    """The model folder, complete or absent: adapters, SVDA, config + ``training``, loss table."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(out_dir) as tmp:
-        with open(tmp / LOSS_CSV, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["step", "path", "loss", "l2", "perceptual"])
-            for step, path, loss, l2, lp in rows:
-                writer.writerow(
-                    [step, path, f"{loss:.6g}", f"{l2:.6g}", "" if lp is None else f"{lp:.6g}"]
-                )
-        model.save(tmp, extra={"training": training})
+    return step
