@@ -19,7 +19,6 @@ with several processes its forward is the one that synchronises gradients).
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import io
 import json
@@ -403,17 +402,13 @@ def _curve_png(phases: list[Trained], title: str) -> bytes:
     return png.getvalue()
 
 
-def launch(function: Callable, args: tuple, processes: int, **kwargs) -> None:
-    """Run ``function(*args, **kwargs)`` in ``processes`` processes (one per GPU) of this job, or
-    here when at most 1 (a CPU job has 0 GPUs).
+def launch(function: Callable, args: tuple, processes: int) -> None:
+    """Run ``function(*args)`` in ``processes`` processes (one per GPU) of this job.
 
     accelerate's in-process launcher: a SLURM job given N GPUs (config key ``train_gpus``) trains
     on all of them without a separate ``accelerate launch`` command; each process draws its own
     batches and only process 0 writes the model folder.
     """
-    if processes <= 1:
-        function(*args, **kwargs)
-        return
     from accelerate import notebook_launcher
 
-    notebook_launcher(functools.partial(function, **kwargs), args, num_processes=processes)
+    notebook_launcher(function, args, num_processes=processes)

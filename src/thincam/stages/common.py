@@ -1,7 +1,9 @@
-"""What several stages share: a camera's operator from its PSF file and a dataset's attrs."""
+"""What several stages share: a camera's operator from its PSF file, a dataset's attrs, and the
+launch of a training stage in several processes."""
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Mapping
 
@@ -26,3 +28,18 @@ def dataset_operator(data_path: str | os.PathLike) -> dict[str, Any]:
     if "operator" not in attrs:
         raise BadInputError(f"{data_path}: attribute 'operator' missing, so A cannot be formed")
     return json_attr(attrs, "operator")
+
+
+def launched(stage):
+    """A training stage that takes ``processes``: above 1 it runs in that many processes of this
+    job, one per GPU (accelerate's launcher; thincam.models.training.launch)."""
+
+    @functools.wraps(stage)
+    def run(*args, processes: int = 1, **kwargs):
+        if processes <= 1:
+            return stage(*args, **kwargs)
+        from thincam.models.training import launch
+
+        return launch(functools.partial(stage, **kwargs), args, processes)
+
+    return run

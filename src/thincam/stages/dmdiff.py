@@ -23,6 +23,7 @@ import numpy as np
 
 from thincam.data.h5io import atomic_write_h5, json_attr, read_h5
 from thincam.errors import BadInputError
+from thincam.stages.common import launched
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def pretrain_dmdiff_base(
     pretrain.pretrain_dmdiff_base(images, out_dir, dict(cfg), seed, checkpoint_dir=checkpoint_dir)
 
 
+@launched
 def train_dmdiff(
     data_path: str | os.PathLike,
     psf_path: str | os.PathLike,
@@ -173,6 +175,7 @@ def pseudo_pairs(
     atomic_write_h5(out_h5, pairs, {**attrs, "quality": quality}, contract=PSEUDO_CONTRACT)
 
 
+@launched
 def train_unet(
     data_path: str | os.PathLike,
     out_dir: str | os.PathLike,

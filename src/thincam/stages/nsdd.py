@@ -23,7 +23,7 @@ from thincam.data.shards import image_seed, read_target_shards, teacher_params
 from thincam.errors import BadInputError
 from thincam.models.prior import load_prior, prior_id
 from thincam.physics.operators import range_null_residual
-from thincam.stages.common import load_operator
+from thincam.stages.common import launched, load_operator
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ def _write_outputs(out: Path, student, trained, facts: dict) -> None:
     write_training_files(out, [trained], facts, f"NSDD distillation ({facts['loss']})")
 
 
+@launched
 def distill_nsdd(
     shard_paths: list[str],
     psf_path: str,

@@ -8,8 +8,10 @@ from typing import Any, Mapping
 
 from thincam.data.h5io import read_h5
 from thincam.models import prior
+from thincam.stages.common import launched
 
 
+@launched
 def train_prior(
     data_path: str | os.PathLike,
     out_dir: str | os.PathLike,
