@@ -131,8 +131,13 @@ def timing_images(config: dict, n_test: int) -> int:
     return timing["warmup"] + n_timed * timing["repeats"]
 
 
-def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[float]]]:
-    """(stage, phase, [GPU seconds per job]) for one preset."""
+def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[float], int]]:
+    """(stage, phase, [GPU seconds per job], GPUs per job) for one preset.
+
+    A training job runs on ``train_gpus`` GPUs (its GPU seconds unchanged, its wall time divided
+    by them; the gradient all-reduce is not modelled).
+    """
+    split = int(config.get("train_gpus", 1))
     stages = []
     for name, dataset in config["datasets"].items():
         shape = tuple(dataset["image_size"])
@@ -143,19 +148,19 @@ def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[f
             prior = config["priors"][dataset["prior"]]
             forward = adm_forward_flops(prior["architecture"], shape)
             for variant, p in methods.get("ddnm", {}).items():
-                stages.append((f"{name} DDNM+ {variant}", 1, [n_test_all * p["steps"] * forward / flop_rate]))
+                stages.append((f"{name} DDNM+ {variant}", 1, [n_test_all * p["steps"] * forward / flop_rate], 1))
             for variant, p in methods.get("dps", {}).items():
-                stages.append((f"{name} DPS {variant}", 1, [3 * n_test_all * p["steps"] * forward / flop_rate]))
+                stages.append((f"{name} DPS {variant}", 1, [3 * n_test_all * p["steps"] * forward / flop_rate], 1))
             if "nsdd" in dataset:
                 nsdd = dataset["nsdd"]
                 per_shard = n_train / nsdd["n_shards"] * nsdd["teacher"]["steps"] * forward / flop_rate
-                stages.append((f"{name} teacher targets", 1, [per_shard] * nsdd["n_shards"]))
+                stages.append((f"{name} teacher targets", 1, [per_shard] * nsdd["n_shards"], 1))
                 student = nsdd["student"]
                 train = 3 * student["steps"] * student["batch_size"] * forward / flop_rate
                 students = [s for s in ("nsdd", "nsdd_full") if s in methods]
-                stages.append((f"{name} NSDD distillation", 2, [train] * len(students)))
+                stages.append((f"{name} NSDD distillation", 2, [train] * len(students), split))
                 recon = [n_test_all * forward / flop_rate for s in students for _ in methods[s]]
-                stages.append((f"{name} NSDD reconstruction", 3, recon))
+                stages.append((f"{name} NSDD reconstruction", 3, recon, 1))
         if "dmdiff" in dataset:
             spec = dataset["dmdiff"]
             flops = sd_turbo_flops(shape)
@@ -163,16 +168,16 @@ def preset_stages(config: dict, flop_rate: float) -> list[tuple[str, int, list[f
             train = spec["train"]
             step = 3 * train["batch_size"] * one_pass  # the loss backpropagates through the frozen decoder
             negative = train["steps"] * step / flop_rate
-            stages.append((f"{name} DMDiff negative path", 1, [negative]))
+            stages.append((f"{name} DMDiff negative path", 1, [negative], split))
             unpaired = spec["unpaired"]
             if unpaired == "release":  # the release's pseudo pairs, in proportion in the training subset
                 unpaired = round(dataset["splits"]["train"] * DMDIFF_RELEASE_PSEUDO_SHARE)
-            stages.append((f"{name} DMDiff pseudo pairs", 2, [unpaired * one_pass / flop_rate]))
+            stages.append((f"{name} DMDiff pseudo pairs", 2, [unpaired * one_pass / flop_rate], 1))
             models = [train.get("steps") * step / flop_rate for _ in spec["models"]]
-            stages.append((f"{name} DMDiff training ({len(models)} models)", 3, models))
+            stages.append((f"{name} DMDiff training ({len(models)} models)", 3, models, split))
             per_image = flops["encoder"] + 2 * flops["unet"] + flops["decoder"]
             restores = [n_test_all * per_image / flop_rate for _ in methods.get("dmdiff", {})]
-            stages.append((f"{name} DMDiff restoration", 4, restores))
+            stages.append((f"{name} DMDiff restoration", 4, restores, 1))
     return stages
 
 
@@ -191,12 +196,14 @@ def planned_job_count(name: str, replica: Path) -> int:
     return sum(planned_jobs(result).values())
 
 
-def gpu_hours(stages: list[tuple[str, int, list[float]]], n_gpus: int) -> tuple[float, float]:
+def gpu_hours(stages: list[tuple[str, int, list[float], int]], n_gpus: int) -> tuple[float, float]:
     """(GPU hours, wall hours on ``n_gpus``): phases run one after the other, each scheduled
     longest job first."""
-    total = sum(sum(j) for _, _, j in stages) / 3600
-    phases = sorted({phase for _, phase, _ in stages})
-    wall = sum(makespan([j for _, p, js in stages if p == phase for j in js], n_gpus) for phase in phases) / 3600
+    total = sum(sum(j) for _, _, j, _ in stages) / 3600
+    phases = sorted({phase for _, phase, _, _ in stages})
+    # a job on g GPUs: g equal parts, one per GPU
+    parts = [(p, j / g) for _, p, js, g in stages for j in js for _ in range(g)]
+    wall = sum(makespan([j for p, j in parts if p == phase], n_gpus) for phase in phases) / 3600
     return total, wall
 
 
@@ -210,17 +217,17 @@ def summary(rows: list[tuple[str, int, float, float]], n_gpus: int, utilisation:
     return "\n".join(lines)
 
 
-def table(name: str, stages: list[tuple[str, int, list[float]]], n_gpus: int, utilisation: float, jobs: int) -> str:
+def table(name: str, stages: list[tuple[str, int, list[float], int]], n_gpus: int, utilisation: float, jobs: int) -> str:
     lines = [
         f"#### {name} ({jobs} jobs in the plan; H200 bf16 dense peak 989 TFLOP/s at {utilisation:.0%})",
         "",
         "| stage | jobs | GPU hours |",
         "|---|---:|---:|",
     ]
-    for stage, _, jobs_s in stages:
+    for stage, _, jobs_s, _ in stages:
         lines.append(f"| {stage} | {len(jobs_s)} | {sum(jobs_s) / 3600:,.1f} |")
     total, wall = gpu_hours(stages, n_gpus)
-    lines.append(f"| **total** | {sum(len(j) for _, _, j in stages)} | **{total:,.1f}** |")
+    lines.append(f"| **total** | {sum(len(j) for _, _, j, _ in stages)} | **{total:,.1f}** |")
     lines.append("")
     lines.append(f"Wall time on {n_gpus} GPUs with the configured shards: **{wall:,.1f} h** ({wall / 24:,.1f} days).")
     return "\n".join(lines)

@@ -10,7 +10,8 @@ scores it on the val split (never test) the way the tables would choose:
 - ``student``: the NSDD student of ``faces_phlatcam`` distilled from the run's target shards.
 
 Variants: ``constant`` (flat learning rate, last weights), ``constant_ema``, ``cosine`` (warm-up
-over a tenth of the steps, at most 100, then cosine decay to 0) and ``cosine_ema``. One thread per
+over a tenth of the steps, at most 100, then cosine decay to 0), ``cosine_ema``, and ``run`` (a
+prior only: the run's own prior, trained as configured; ``--steps`` is then only its label). One thread per
 process, so two models can be measured side by side on two cores. Rows are appended to ``--csv``.
 
     .venv/bin/python bench/training_schedules.py --run RUN_DIR --model faces_prior \\
@@ -36,7 +37,9 @@ VARIANTS = {
 }
 
 
-def variant_keys(name: str, steps: int, ema_decay: float) -> dict:
+def variant_keys(name: str, steps: int, ema_decay: float) -> dict | None:
+    if name == "run":
+        return None
     keys = dict(VARIANTS[name])
     if name.startswith("cosine"):
         keys["warmup_steps"] = max(1, min(100, steps // 10))
@@ -66,13 +69,16 @@ def prior_run(run: Path, config: dict, dataset: str, prior: str, ddnm: dict, key
     from thincam.solvers.sampling import initial_noise, step_generators
     from thincam.stages.common import dataset_operator, load_operator
 
-    train, _ = read_h5(run / f"results/data/{dataset}/train.h5", ["x"], contract="dataset")
-    cfg = {**config["priors"][prior]["train"], **keys, "steps": steps}
-    with tempfile.TemporaryDirectory() as folder:
-        save_prior(train_prior(train["x"], cfg, seed=seed), folder)
-        from thincam.models.prior import load_prior
+    from thincam.models.prior import load_prior
 
-        unet, scheduler = load_prior(folder)
+    if keys is None:  # the run's own prior, as configured
+        unet, scheduler = load_prior(run / f"results/prior/{prior}")
+    else:
+        train, _ = read_h5(run / f"results/data/{dataset}/train.h5", ["x"], contract="dataset")
+        cfg = {**config["priors"][prior]["train"], **keys, "steps": steps}
+        with tempfile.TemporaryDirectory() as folder:
+            save_prior(train_prior(train["x"], cfg, seed=seed), folder)
+            unet, scheduler = load_prior(folder)
     val_path = run / f"results/data/{dataset}/val.h5"
     arrays, attrs = read_h5(val_path, contract="dataset")
     camera = config["datasets"][dataset]["camera"]
@@ -144,7 +150,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a workflow folder with the inputs built")
     parser.add_argument("--model", required=True, choices=["faces_prior", "natural_prior", "dmdiff", "student"])
     parser.add_argument("--steps", type=int, nargs="+", required=True)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, "run"])
     parser.add_argument("--ema-decay", type=float, default=0.995)
     parser.add_argument("--csv", type=Path, required=True)
     args = parser.parse_args()
@@ -172,7 +178,8 @@ def main() -> None:
                 start = time.perf_counter()
                 result = runs[args.model](keys, steps)
                 seconds = time.perf_counter() - start
-                row = [args.model, variant, steps, keys.get("ema_decay", 0.0), f"{result['psnr']:.2f}", f"{result['gmsd']:.4f}", f"{seconds:.0f}"]
+                ema = "" if keys is None else keys.get("ema_decay", 0.0)
+                row = [args.model, variant, steps, ema, f"{result['psnr']:.2f}", f"{result['gmsd']:.4f}", f"{seconds:.0f}"]
                 writer.writerow(row)
                 handle.flush()
                 print(*row, flush=True)

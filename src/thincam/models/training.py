@@ -163,6 +163,8 @@ def _accelerator(schedule: Schedule, device: str):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
+    # accelerate logs every file of every checkpoint at INFO: one line per checkpoint is ours.
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
     if PartialState._shared_state and PartialState().num_processes == 1:
         # One process runs several phases (the base's VAE then UNet, a test session): the
         # singleton would refuse a second mixed-precision setting. accelerate's own tests reset it so.
@@ -216,6 +218,7 @@ def _save_checkpoint(accelerator, folder: Path, run_id: str) -> None:
         os.replace(saving, folder)
         shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+    log.info("checkpoint %s", folder)
 
 
 def remove_checkpoint(folder: str | Path) -> None:
