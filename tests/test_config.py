@@ -35,6 +35,23 @@ def test_wrong_type(tmp_path):
     _dry_run_fails(tmp_path, config, "'many' is not of type 'integer'")
 
 
+@pytest.mark.parametrize(
+    ("block", "key", "value", "message"),
+    [
+        (("priors", "faces", "train"), "ema_decay", 1.5, "1.5 is greater than or equal to the maximum of 1"),
+        (("datasets", "natural_metalens", "dmdiff", "restorer"), "lr_decay", "linear", "'linear' is not one of"),
+        (("datasets", "faces_phlatcam", "nsdd", "student"), "ema_deacy", 0.99, "ema_deacy"),
+    ],
+)
+def test_training_keys_are_checked_in_every_training_block(tmp_path, block, key, value, message):
+    config = tiny_config()
+    target = config
+    for part in block:
+        target = target[part]
+    target[key] = value
+    _dry_run_fails(tmp_path, config, message)
+
+
 def test_missing_input_path(tmp_path):
     config = tiny_config()
     config["cameras"]["diffusercam"]["path"] = "nowhere/psf.tif"

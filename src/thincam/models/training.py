@@ -228,6 +228,11 @@ def remove_checkpoint(folder: str | Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _process_seed(seed: int, rank: int) -> int:
+    """Each process draws its own batches; process 0 draws what a one-process run draws."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
 def _number(value) -> float | None:
     if value is None:
         return None
@@ -274,9 +279,7 @@ def train(
     ema = EMAModel(params, decay=schedule.ema_decay, use_ema_warmup=False) if schedule.ema_decay > 0 else None
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
-    # Each process draws its own batches; process 0 draws what a one-process run draws.
-    rank = accelerator.process_index
-    generator = torch.Generator().manual_seed(seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
+    generator = torch.Generator().manual_seed(_process_seed(seed, accelerator.process_index))
     state = _Progress(generator)
     accelerator.register_for_checkpointing(state)
     if data_state is not None:
@@ -294,8 +297,9 @@ def train(
     while state.step < schedule.steps:
         parts = []
         for _ in range(schedule.grad_accum):
-            with accelerator.accumulate(model), accelerator.autocast():
-                losses = step(model, generator)
+            with accelerator.accumulate(model):
+                with accelerator.autocast():  # the forward only: backward runs in the weights' dtype
+                    losses = step(model, generator)
                 accelerator.backward(losses.loss)
                 if accelerator.sync_gradients and schedule.clip_grad_norm > 0:
                     accelerator.clip_grad_norm_(params, schedule.clip_grad_norm)
@@ -395,9 +399,10 @@ def _curve_png(phases: list[Trained], title: str) -> bytes:
         ax.set_yscale("log")
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss")
-        ax.set_title(trained.phase)
+        ax.set_title(trained.phase if len(phases) > 1 else title)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
+    if len(phases) > 1:
+        fig.suptitle(title)
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=120, metadata={"Software": None})
