@@ -28,8 +28,11 @@ CFG_KEYS = (
 )
 # Optional keys and their defaults: 0 keeps NSDD's L2-only default without LPIPS weights.
 CFG_OPTIONAL = {"weight_free_weight": 0.0}
-# A shard's stored anchor must equal A+y of the student's operator to this relative error.
+# A shard's stored anchor must equal A+y of the student's operator to this relative error, over
+# its first rows as a batch: the teacher computed them in batches, and a batch of one takes other
+# FFT kernels, whose round-off a 30-step CG A+ with lam 1e-4 amplifies to 1.3e-3 (DiffuserCam).
 ANCHOR_RTOL = 1e-3
+ANCHOR_CHECK_ROWS = 8
 
 
 def check_cfg(cfg: dict) -> dict:
@@ -80,8 +83,8 @@ def check_shard(path: str, arrays: dict, physics) -> None:
             raise BadInputError(f"{path}: dataset {name!r} has non-finite values")
     if len(arrays["y"]):
         device = physics.H.device
-        y = torch.from_numpy(arrays["y"][:1]).to(device)
-        anchor = torch.from_numpy(arrays["anchor"][:1]).to(device)
+        y = torch.from_numpy(arrays["y"][:ANCHOR_CHECK_ROWS]).to(device)
+        anchor = torch.from_numpy(arrays["anchor"][:ANCHOR_CHECK_ROWS]).to(device)
         if y.shape[-2:] != tuple(physics.sensor_shape):
             raise BadInputError(f"{path}: y is {tuple(y.shape[-2:])}, the operator's sensor {physics.sensor_shape}")
         with torch.no_grad():
