@@ -7,10 +7,6 @@ its checkpoints: thincam.models.training). The files are the stage's business: `
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
 import numpy as np
 
 from thincam.errors import BadInputError
@@ -43,30 +39,13 @@ def check_cfg(cfg: dict) -> dict:
     for key in ("steps", "batch_size", "checkpoint_every"):
         if int(cfg[key]) < 1:
             raise BadInputError(f"nsdd config {key} must be >= 1, got {cfg[key]}")
-    from thincam.models.training import SCHEDULE_KEYS
+    from thincam.models.training import with_schedule_keys
 
-    kept = (*CFG_KEYS, *CFG_OPTIONAL, *SCHEDULE_KEYS)
-    cfg = {**CFG_OPTIONAL, **{key: cfg[key] for key in kept if key in cfg}}
+    cfg = {**CFG_OPTIONAL, **with_schedule_keys(cfg, (*CFG_KEYS, *CFG_OPTIONAL))}
     for key in ("lpips_weight", "weight_free_weight"):
         if float(cfg[key]) < 0:
             raise BadInputError(f"nsdd config {key} must be >= 0, got {cfg[key]}")
     return cfg
-
-
-def run_fingerprint(shard_paths, operator, prior_hash, cfg, seed) -> str:
-    """Identity of a run: a checkpoint from other inputs must not be resumed."""
-    blob = json.dumps(
-        {
-            "shards": [str(Path(p).resolve()) for p in shard_paths],
-            "operator": operator,
-            "prior": prior_hash,
-            "cfg": cfg,
-            "seed": seed,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def epoch_order(seed: int, epoch: int, *key: int, n: int) -> np.ndarray:

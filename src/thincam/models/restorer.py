@@ -12,7 +12,6 @@ supervised regression: SwinIR's place in the paper's table.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -43,10 +42,9 @@ def check_restorer_cfg(cfg: dict, loss: dict) -> tuple[dict, dict]:
         raise BadInputError(
             f"dmdiff config restorer.block_channels must be multiples of 8 (GroupNorm), got {channels}"
         )
-    from thincam.models.training import SCHEDULE_KEYS
+    from thincam.models.training import with_schedule_keys
 
-    kept = (*RESTORER_KEYS, *(key for key in SCHEDULE_KEYS if key in cfg))
-    return {key: cfg[key] for key in kept}, {key: loss[key] for key in LOSS_KEYS}
+    return with_schedule_keys(cfg, RESTORER_KEYS), {key: loss[key] for key in LOSS_KEYS}
 
 
 def build_restorer(cfg: dict, size: int):
@@ -131,9 +129,9 @@ def train_restorer(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out_dir) as tmp:
         unet.save_pretrained(tmp)
-        training.write_training_files(tmp, [trained], record, f"UNet baseline ({loss_name})")
+        written = training.write_training_files(tmp, [trained], record, f"UNet baseline ({loss_name})")
     log.info("UNet restorer trained %d steps -> %s", trained.record["steps"], out_dir)
-    return json.loads((out_dir / training.RECORD_JSON).read_text())
+    return written
 
 
 def load_restorer(model_dir: str | os.PathLike, device: str = "cpu"):

@@ -74,6 +74,11 @@ class Schedule:
 SCHEDULE_KEYS = tuple(name for name in Schedule.__dataclass_fields__ if name not in ("bf16",))
 
 
+def with_schedule_keys(cfg: Mapping[str, Any], known: Iterable[str]) -> dict[str, Any]:
+    """``cfg`` reduced to a model's ``known`` keys and the schedule keys it sets."""
+    return {key: cfg[key] for key in (*known, *SCHEDULE_KEYS) if key in cfg}
+
+
 def schedule_from(cfg: Mapping[str, Any], what: str, defaults: Mapping[str, Any] | None = None, **fixed) -> Schedule:
     """The :class:`Schedule` of a model's training block ``cfg``: its keys over ``defaults``.
 
@@ -361,9 +366,10 @@ def train(
     return Trained(phase, state.rows, record, accelerator.is_main_process)
 
 
-def write_training_files(folder: str | Path, phases: list[Trained], facts: Mapping[str, Any], title: str) -> None:
+def write_training_files(folder: str | Path, phases: list[Trained], facts: Mapping[str, Any], title: str) -> dict:
     """``loss.csv`` (:data:`LOSS_COLUMNS`), ``loss.png`` and ``training.json`` (``facts`` plus each
-    phase's record) into ``folder``: the same three files in every trained model's folder."""
+    phase's record) into ``folder``: the same three files in every trained model's folder.
+    Returns the record written to ``training.json``."""
     folder = Path(folder)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -374,7 +380,9 @@ def write_training_files(folder: str | Path, phases: list[Trained], facts: Mappi
     write_bytes_atomic(text.getvalue().encode(), folder / LOSS_CSV)
     write_bytes_atomic(_curve_png(phases, title), folder / LOSS_PNG)
     record = {**dict(facts), "phases": {trained.phase: trained.record for trained in phases}}
-    write_bytes_atomic(json.dumps(record, indent=2, sort_keys=True, default=str).encode() + b"\n", folder / RECORD_JSON)
+    text = json.dumps(record, indent=2, sort_keys=True, default=str)
+    write_bytes_atomic(text.encode() + b"\n", folder / RECORD_JSON)
+    return json.loads(text)
 
 
 def _cell(value: float | None) -> str:

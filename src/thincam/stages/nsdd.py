@@ -123,14 +123,11 @@ class _ShardBatches:
     a pure function of (seed, epoch); its position is all a checkpoint needs to resume."""
 
     def __init__(self, shard_paths: list[str], prior_hash: str, physics, seed: int, batch_size: int, device: str):
-        from thincam.models import distill
-
         if sum(n_rows(path, "y") for path in shard_paths) == 0:
             raise BadInputError(f"target shards hold no samples: {shard_paths}")
         self.paths, self.prior_hash, self.physics = shard_paths, prior_hash, physics
         self.seed, self.batch_size, self.device = seed, batch_size, device
         self.position = (0, 0, 0)  # (epoch, shard in the epoch's order, batch in the shard)
-        self._order = distill.epoch_order
         self._loaded: tuple | None = None  # (epoch, shard position, tensors, batches)
 
     def state_dict(self) -> dict:
@@ -150,11 +147,11 @@ class _ShardBatches:
                 self.position = (epoch + 1, 0, 0)
                 continue
             if self._loaded is None or self._loaded[:2] != (epoch, k):
-                shard = int(self._order(self.seed, epoch, n=len(self.paths))[k])
+                shard = int(distill.epoch_order(self.seed, epoch, n=len(self.paths))[k])
                 ((path, arrays),) = read_target_shards([self.paths[shard]], prior_id=self.prior_hash)
                 distill.check_shard(path, arrays, self.physics)
                 tensors = [torch.from_numpy(arrays[name]).to(self.device) for name in ("y", "anchor", "target")]
-                perm = self._order(self.seed, epoch, shard, n=len(tensors[0]))
+                perm = distill.epoch_order(self.seed, epoch, shard, n=len(tensors[0]))
                 batches = [perm[i : i + self.batch_size] for i in range(0, len(perm), self.batch_size)]
                 self._loaded = (epoch, k, tensors, batches)
             tensors, batches = self._loaded[2:]
@@ -227,7 +224,10 @@ def distill_nsdd(
         loss_name, cfg["lpips_weights_dir"], cfg["lpips_weight"], cfg["weight_free_weight"],
     )  # fmt: skip
     batches = _ShardBatches(shard_paths, prior_hash, physics, seed, int(cfg["batch_size"]), device)
-    run_id = distill.run_fingerprint(shard_paths, operator, prior_hash, {**cfg, "bf16": bool(bf16)}, seed)
+    run_id = training.fingerprint(
+        shards=[str(Path(p).resolve()) for p in shard_paths], operator=operator, prior=prior_hash,
+        cfg=cfg, seed=seed, bf16=bool(bf16),
+    )  # fmt: skip
     trained = training.train(
         student, lambda model, _: distill.student_losses(model, physics, term, batches.next()), schedule,
         phase="nsdd", seed=seed, run_id=run_id, checkpoint_dir=checkpoint, device=device, data_state=batches,

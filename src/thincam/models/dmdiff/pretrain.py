@@ -72,9 +72,9 @@ def check_pretrain_cfg(cfg: dict) -> dict:
     missing_prompts = {"positive", "neutral", "negative"} - set(cfg["prompts"])
     if missing_prompts:
         raise BadInputError(f"dmdiff base config prompts lack {sorted(missing_prompts)}")
-    from thincam.models.training import SCHEDULE_KEYS
+    from thincam.models.training import with_schedule_keys
 
-    return {key: cfg[key] for key in (*PRETRAIN_KEYS, *(k for k in SCHEDULE_KEYS if k in cfg))}
+    return with_schedule_keys(cfg, PRETRAIN_KEYS)
 
 
 def described_views(x, generator):
@@ -127,14 +127,21 @@ def pretrain_dmdiff_base(
         x_all = torch.from_numpy(images).to(device)
         run_id = training.fingerprint(images=images, cfg=cfg, seed=seed, bf16=bf16)
         phases = []
-        for phase, train_phase in (("vae", _train_vae), ("unet", _train_unet)):
+
+        def schedule(phase):
             steps = int(cfg[f"{phase}_steps"])
-            if steps:
-                schedule = training.schedule_from(cfg, "dmdiff.base.pretrain", steps=steps, bf16=bf16)
-                checkpoint = None if folder is None else folder / phase
-                phases.append(train_phase(base, x_all, cfg, schedule, seed, f"{run_id}:{phase}", checkpoint, device))
-            if phase == "vae":
-                _fit_latent_scaling(base.vae, x_all)
+            return training.schedule_from(cfg, "dmdiff.base.pretrain", steps=steps, bf16=bf16) if steps else None
+
+        def checkpoint(phase):
+            return None if folder is None else folder / phase
+
+        if schedule("vae"):
+            phases.append(_train_vae(base, x_all, cfg, schedule("vae"), seed, f"{run_id}:vae", checkpoint("vae"), device))
+        latents = _fit_latent_scaling(base.vae, x_all)
+        if schedule("unet"):
+            phases.append(
+                _train_unet(base, x_all, latents, cfg, schedule("unet"), seed, f"{run_id}:unet", checkpoint("unet"), device)
+            )
         _save_base(base, tmp)
         facts = {
             "seed": seed,
@@ -198,16 +205,19 @@ def _train_vae(base: BaseComponents, x_all, cfg: dict, schedule, seed, run_id, c
     return trained
 
 
-def _fit_latent_scaling(vae, x_all) -> None:
-    """Set the VAE's ``scaling_factor`` to 1/std of the latents of ``x_all``, as Stable Diffusion did."""
+def _fit_latent_scaling(vae, x_all):
+    """Set the VAE's ``scaling_factor`` to 1/std of the latents of ``x_all``, as Stable Diffusion did,
+    and return the scaled latents: the UNet phase's inputs."""
     import torch
 
     with torch.no_grad():
         latents = torch.cat([vae.encode(2 * x - 1).latent_dist.mode() for x in x_all.split(64)])
-    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    scaling = float(1.0 / latents.std())
+    vae.register_to_config(scaling_factor=scaling)
+    return latents * scaling
 
 
-def _train_unet(base: BaseComponents, x_all, cfg: dict, schedule, seed, run_id, checkpoint, device):
+def _train_unet(base: BaseComponents, x_all, latents, cfg: dict, schedule, seed, run_id, checkpoint, device):
     """One-step x0 at t=999 from ``z + sigma n`` (sigma ~ U[0, unet_noise_max]) to the latent of
     what a random prompt describes: prompts that mean something, and a denoising prior."""
     import torch
@@ -216,8 +226,6 @@ def _train_unet(base: BaseComponents, x_all, cfg: dict, schedule, seed, run_id, 
     from thincam.models import training
 
     vae, scaling = base.vae, base.vae.config.scaling_factor
-    with torch.no_grad():
-        latents = torch.cat([vae.encode(2 * x - 1).latent_dist.mode() for x in x_all.split(64)]) * scaling
     batch = int(cfg["batch_size"])
     embeds = prompt_embeddings(base, [cfg["prompts"][p] for p in PROMPT_ORDER])
     timestep = base.scheduler.config.num_train_timesteps - 1

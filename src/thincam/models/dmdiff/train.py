@@ -73,12 +73,9 @@ def check_train_cfg(cfg: dict) -> dict:
     missing = [key for key in TRAIN_KEYS if key not in cfg]
     if missing:
         raise BadInputError(f"dmdiff config is missing keys {missing}")
-    from thincam.models.training import SCHEDULE_KEYS
+    from thincam.models.training import with_schedule_keys
 
-    cfg = {
-        **TRAIN_OPTIONAL,
-        **{key: cfg[key] for key in (*TRAIN_KEYS, *TRAIN_OPTIONAL, *SCHEDULE_KEYS) if key in cfg},
-    }
+    cfg = {**TRAIN_OPTIONAL, **with_schedule_keys(cfg, (*TRAIN_KEYS, *TRAIN_OPTIONAL))}
     for key in ("steps", "batch_size", "rank_vae", "rank_unet", "map_size"):
         if int(cfg[key]) < 1:
             raise BadInputError(f"dmdiff config {key} must be >= 1, got {cfg[key]}")
