@@ -29,6 +29,12 @@ include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
 
+# The seeds' runs of `snakemake claims` are this workflow as modules, without claims of their own.
+if "claims" in config:
+
+    include: "rules/claims.smk"
+
+
 rule all:
     default_target: True
     input:

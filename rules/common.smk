@@ -14,6 +14,7 @@ from thincam.config_checks import (  # noqa: E402
     check_unique_keys,
     coerce_numeric_strings,
 )
+from thincam.report.claims import claim_tables, seed_run_dir  # noqa: E402
 from thincam.registry import (  # noqa: E402
     CHOICE_SPLIT,
     METHODS,
@@ -31,6 +32,11 @@ check_config(config, root=Path.cwd())  # Snakemake resolves inputs from the work
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# This run's models, reconstructions, metrics, tables and figures. Measurements and PSFs stay
+# under results/ whatever it is: runs that differ only in training and sampling (each seed of
+# `snakemake claims`, rules/claims.smk) share them.
+RESULTS = config.get("run_dir", "results")
 
 CPU_ENV = "../envs/thincam-cpu.yaml"
 # Every rule that runs torch uses this env and asks for this many GPUs (none on a CPU run).
@@ -158,20 +164,20 @@ def recon_targets():
 
 def metric_csvs():
     """One evaluate CSV per dataset split that has reconstructions."""
-    return sorted({f"results/metrics/{d}/{s}.csv" for d, s, _, _ in recon_targets()})
+    return sorted({f"{RESULTS}/metrics/{d}/{s}.csv" for d, s, _, _ in recon_targets()})
 
 
 def split_recons(dataset, split):
     """The recon files of one dataset split, which its evaluate job reads."""
     return [
-        f"results/recon/{d}/{s}/{m}/{v}.h5"
+        f"{RESULTS}/recon/{d}/{s}/{m}/{v}.h5"
         for d, s, m, v in recon_targets()
         if (d, s) == (dataset, split)
     ]
 
 
 def recon_files():
-    return [f"results/recon/{d}/{s}/{m}/{v}.h5" for d, s, m, v in recon_targets()]
+    return [f"{RESULTS}/recon/{d}/{s}/{m}/{v}.h5" for d, s, m, v in recon_targets()]
 
 
 def recon_dirs(files):
@@ -203,12 +209,12 @@ def figure_files():
     names += [f"capture_{d}" for d in config["figures"]["capture_figures"]]
     if config.get("tables", {}).get("alpha_sweep"):
         names.append(f"alpha_sweep_{config['tables']['alpha_sweep']}")
-    return [f"results/figures/{n}.{ext}" for n in names for ext in ("png", "pdf")]
+    return [f"{RESULTS}/figures/{n}.{ext}" for n in names for ext in ("png", "pdf")]
 
 
 def report_outputs():
     return [
-        "results/tables/metrics.csv",
+        f"{RESULTS}/tables/metrics.csv",
         *paper_tables(),
         *capture_tables(),
     ] + figure_files()
@@ -235,8 +241,8 @@ def prior_dir(wildcards):
     default or the registered ADM checkpoint."""
     prior = config["datasets"][models_dataset(wildcards.dataset)]["prior"]
     if is_adm(prior):
-        return f"results/prior/{prior}"
-    return config["priors"][prior].get("path") or f"results/prior/{prior}"
+        return f"{RESULTS}/prior/{prior}"
+    return config["priors"][prior].get("path") or f"{RESULTS}/prior/{prior}"
 
 
 def nsdd_cfg(wildcards):
@@ -246,7 +252,8 @@ def nsdd_cfg(wildcards):
 def target_shards(wildcards):
     n_shards = nsdd_cfg(wildcards)["n_shards"]
     return [
-        f"results/targets/{wildcards.dataset}/shard-{k:04d}.h5" for k in range(n_shards)
+        f"{RESULTS}/targets/{wildcards.dataset}/shard-{k:04d}.h5"
+        for k in range(n_shards)
     ]
 
 
@@ -262,7 +269,7 @@ def dmdiff_base_dir(wildcards):
     """A local SD-Turbo-class base when configured (no pretraining job), else the tiny base."""
     return (
         dmdiff_spec(wildcards)["base"]["path"]
-        or f"results/dmdiff/{wildcards.dataset}/base"
+        or f"{RESULTS}/dmdiff/{wildcards.dataset}/base"
     )
 
 
@@ -297,7 +304,7 @@ def dmdiff_loss_cfg(wildcards):
 def dmdiff_pseudo_pairs(wildcards):
     """The negative path's pairs as a named input, for the models trained on them."""
     if dmdiff_model_spec(wildcards)["pseudo_pairs"]:
-        return {"pseudo_pairs": f"results/dmdiff/{wildcards.dataset}/pseudo_pairs.h5"}
+        return {"pseudo_pairs": f"{RESULTS}/dmdiff/{wildcards.dataset}/pseudo_pairs.h5"}
     return {}
 
 
@@ -326,14 +333,14 @@ def variant_models(wildcards):
         roles = {"prior": prior_dir(wildcards)}
     elif needs == "student":
         source = models_dataset(wildcards.dataset)
-        roles = {"student": f"results/{wildcards.method}/{source}/training.json"}
+        roles = {"student": f"{RESULTS}/{wildcards.method}/{source}/training.json"}
     elif needs == "restorer":
-        roles = {"restorer": f"results/unet/{wildcards.dataset}/model"}
+        roles = {"restorer": f"{RESULTS}/unet/{wildcards.dataset}/model"}
     elif needs == "dmdiff":
         base = dmdiff_base_dir(wildcards)
         return {
             variant: {
-                "dmdiff": f"results/dmdiff/{wildcards.dataset}/{params['model']}/model",
+                "dmdiff": f"{RESULTS}/dmdiff/{wildcards.dataset}/{params['model']}/model",
                 "dmdiff_base": base,
             }
             for variant, params in variants.items()
@@ -352,7 +359,7 @@ def method_models(wildcards):
 def paper_tables():
     """{output path: (table kind, dataset)} for the paper tables the config asks for."""
     return {
-        f"results/tables/{kind}.csv": (kind, dataset)
+        f"{RESULTS}/tables/{kind}.csv": (kind, dataset)
         for kind, dataset in config.get("tables", {}).items()
         if dataset is not None
     }
@@ -362,7 +369,7 @@ def capture_tables():
     """{output path: (dataset, ["method/variant", ...])}: each capture figure's reconstructions
     as a table (consistency, no-reference metrics, latency)."""
     return {
-        f"results/tables/capture_{dataset}.csv": (dataset, list(runs))
+        f"{RESULTS}/tables/capture_{dataset}.csv": (dataset, list(runs))
         for dataset, runs in config["figures"]["capture_figures"].items()
     }
 
@@ -370,7 +377,7 @@ def capture_tables():
 def capture_recons(wildcards):
     """The recon files a capture figure shows, in its panel order."""
     return [
-        f"results/recon/{wildcards.dataset}/{REPORT_SPLIT}/{run}.h5"
+        f"{RESULTS}/recon/{wildcards.dataset}/{REPORT_SPLIT}/{run}.h5"
         for run in config["figures"]["capture_figures"][wildcards.dataset]
     ]
 
@@ -391,7 +398,7 @@ def pseudo_pair_reports():
     if not any(asks.values()):
         return {}
     return {
-        dataset: {"file": f"results/dmdiff/{dataset}/pseudo_pairs.h5", "asks": asks}
+        dataset: {"file": f"{RESULTS}/dmdiff/{dataset}/pseudo_pairs.h5", "asks": asks}
     }
 
 
@@ -399,7 +406,7 @@ def figure_table(dataset):
     """The paper table whose variant choices a dataset's figures show, or None (as a table would)."""
     for kind in ("nsdd_main", "dmdiff_main"):
         if config.get("tables", {}).get(kind) == dataset:
-            return f"results/tables/{kind}.csv"
+            return f"{RESULTS}/tables/{kind}.csv"
     return None
 
 
@@ -412,6 +419,26 @@ def alpha_variants(dataset):
 def figure_inputs(wildcards):
     """metrics.csv and, when one covers the dataset, the paper table that chose its variants."""
     table = figure_table(wildcards.dataset)
-    return {"metrics": "results/tables/metrics.csv"} | (
+    return {"metrics": f"{RESULTS}/tables/metrics.csv"} | (
         {"table": table} if table else {}
     )
+
+
+def seed_tables():
+    """{f"seed{seed}_{kind}": table CSV} of the runs of every seed of ``claims.seeds``."""
+    return {
+        f"seed{seed}_{kind}": path
+        for seed in config["claims"]["seeds"]
+        for kind, path in claim_tables(config, seed_run_dir(config, seed)).items()
+    }
+
+
+def seed_table_paths(input):
+    """The claims rule's tables as {seed: {table kind: CSV}}, from its inputs."""
+    return {
+        seed: {
+            kind: input[f"seed{seed}_{kind}"]
+            for kind in claim_tables(config, seed_run_dir(config, seed))
+        }
+        for seed in config["claims"]["seeds"]
+    }

@@ -3,7 +3,7 @@ rule pretrain_dmdiff_base:
     input:
         data="results/data/{dataset}/train.h5",
     output:
-        directory("results/dmdiff/{dataset}/base"),
+        directory(f"{RESULTS}/dmdiff/{{dataset}}/base"),
     log:
         "logs/pretrain_dmdiff_base/{dataset}.log",
     benchmark:
@@ -16,7 +16,7 @@ rule pretrain_dmdiff_base:
         **retry(mem_mb=4000, runtime_min=60),
     params:
         pretrain=lambda w: dmdiff_spec(w)["base"]["pretrain"],
-        checkpoint="results/checkpoints/pretrain_dmdiff_base/{dataset}",
+        checkpoint=f"{RESULTS}/checkpoints/pretrain_dmdiff_base/{{dataset}}",
         seed=config["seed"],
         code=code("dmdiff:pretrain_dmdiff_base"),
     script:
@@ -31,7 +31,7 @@ rule train_dmdiff:
         psf=psf_of_dataset,
         base=dmdiff_base_dir,
     output:
-        directory("results/dmdiff/{dataset}/{model}/model"),
+        directory(f"{RESULTS}/dmdiff/{{dataset}}/{{model}}/model"),
     log:
         "logs/train_dmdiff/{dataset}/{model}.log",
     benchmark:
@@ -45,7 +45,7 @@ rule train_dmdiff:
     params:
         train=dmdiff_train_cfg,
         unpaired=lambda w: dmdiff_spec(w)["unpaired"],
-        checkpoint="results/checkpoints/train_dmdiff/{dataset}/{model}",
+        checkpoint=f"{RESULTS}/checkpoints/train_dmdiff/{{dataset}}/{{model}}",
         seed=config["seed"],
         device=config["device"],
         bf16=config.get("bf16", False),
@@ -58,12 +58,12 @@ rule pseudo_pairs:
     """Pseudo metalens captures of the unpaired clean images from the stage-1 negative path, with
     their PSNR against the simulator's true captures (the gate for using them)."""
     input:
-        model=f"results/dmdiff/{{dataset}}/{NEGATIVE_PATH_MODEL}/model",
+        model=f"{RESULTS}/dmdiff/{{dataset}}/{NEGATIVE_PATH_MODEL}/model",
         base=dmdiff_base_dir,
         data="results/data/{dataset}/train.h5",
         psf=psf_of_dataset,
     output:
-        "results/dmdiff/{dataset}/pseudo_pairs.h5",
+        f"{RESULTS}/dmdiff/{{dataset}}/pseudo_pairs.h5",
     log:
         "logs/pseudo_pairs/{dataset}.log",
     benchmark:
@@ -88,7 +88,7 @@ rule train_unet:
     input:
         data="results/data/{dataset}/train.h5",
     output:
-        directory("results/unet/{dataset}/model"),
+        directory(f"{RESULTS}/unet/{{dataset}}/model"),
     log:
         "logs/train_unet/{dataset}.log",
     benchmark:
@@ -103,7 +103,7 @@ rule train_unet:
         restorer=lambda w: dmdiff_spec(w)["restorer"],
         loss=dmdiff_loss_cfg,
         unpaired=lambda w: dmdiff_spec(w)["unpaired"],
-        checkpoint="results/checkpoints/train_unet/{dataset}",
+        checkpoint=f"{RESULTS}/checkpoints/train_unet/{{dataset}}",
         seed=config["seed"],
         device=config["device"],
         bf16=config.get("bf16", False),

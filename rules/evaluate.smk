@@ -6,7 +6,7 @@ rule evaluate:
         data="results/data/{dataset}/{split}.h5",
         psf=psf_of_dataset,
     output:
-        "results/metrics/{dataset}/{split}.csv",
+        f"{RESULTS}/metrics/{{dataset}}/{{split}}.csv",
     log:
         "logs/evaluate/{dataset}/{split}.log",
     benchmark:

@@ -5,7 +5,7 @@ rule ddnm_targets:
         psf=psf_of_dataset,
         prior=prior_dir,
     output:
-        "results/targets/{dataset}/shard-{shard}.h5",
+        f"{RESULTS}/targets/{{dataset}}/shard-{{shard}}.h5",
     log:
         "logs/ddnm_targets/{dataset}/shard-{shard}.log",
     benchmark:
@@ -40,10 +40,10 @@ rule distill_nsdd:
     output:
         # Listed one by one (not the folder) so that Snakemake's clean-up of a killed job keeps
         # the checkpoint, which lives outside them, and a re-run resumes from it.
-        model=directory("results/{student}/{dataset}/model"),
-        loss="results/{student}/{dataset}/loss.csv",
-        plot="results/{student}/{dataset}/loss.png",
-        marker="results/{student}/{dataset}/training.json",
+        model=directory(f"{RESULTS}/{{student}}/{{dataset}}/model"),
+        loss=f"{RESULTS}/{{student}}/{{dataset}}/loss.csv",
+        plot=f"{RESULTS}/{{student}}/{{dataset}}/loss.png",
+        marker=f"{RESULTS}/{{student}}/{{dataset}}/training.json",
     log:
         "logs/distill_nsdd/{student}/{dataset}.log",
     benchmark:
@@ -63,7 +63,7 @@ rule distill_nsdd:
             **nsdd_cfg(w)["student"],
             "mode": STUDENTS[w.student],
         },
-        checkpoint="results/checkpoints/distill_nsdd/{student}/{dataset}",
+        checkpoint=f"{RESULTS}/checkpoints/distill_nsdd/{{student}}/{{dataset}}",
         seed=config["seed"],
         device=config["device"],
         code=code("nsdd:distill_nsdd"),

@@ -3,7 +3,7 @@ rule train_prior:
     input:
         data=lambda w: f"results/data/{config['priors'][w.prior]['dataset']}/train.h5",
     output:
-        directory("results/prior/{prior}"),
+        directory(f"{RESULTS}/prior/{{prior}}"),
     log:
         "logs/train_prior/{prior}.log",
     benchmark:
@@ -19,7 +19,7 @@ rule train_prior:
         gpu=TRAIN_GPUS,
     params:
         train=lambda w: config["priors"][w.prior]["train"],
-        checkpoint="results/checkpoints/train_prior/{prior}",
+        checkpoint=f"{RESULTS}/checkpoints/train_prior/{{prior}}",
         seed=config["seed"],
         device=config["device"],
         bf16=config.get("bf16", False),
@@ -33,7 +33,7 @@ rule register_adm_prior:
     input:
         checkpoint=lambda w: config["priors"][w.prior]["path"],
     output:
-        directory("results/prior/{prior}"),
+        directory(f"{RESULTS}/prior/{{prior}}"),
     log:
         "logs/register_adm_prior/{prior}.log",
     wildcard_constraints:

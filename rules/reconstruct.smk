@@ -7,7 +7,7 @@ rule reconstruct:
         data="results/data/{dataset}/{split}.h5",
         psf=psf_of_dataset,
     output:
-        directory("results/recon/{dataset}/{split}/{method}"),
+        directory(f"{RESULTS}/recon/{{dataset}}/{{split}}/{{method}}"),
     log:
         "logs/reconstruct/{dataset}/{split}/{method}.log",
     benchmark:

@@ -19,7 +19,7 @@ rule aggregate:
         pseudo=[r["file"] for r in pseudo_pair_reports().values()],
     output:
         metrics=report(
-            "results/tables/metrics.csv",
+            f"{RESULTS}/tables/metrics.csv",
             category="Tables",
             caption="../report/metrics.rst",
         ),
@@ -53,12 +53,12 @@ rule quality_vs_time:
         unpack(figure_inputs),
     output:
         png=report(
-            "results/figures/quality_vs_time_{dataset}.png",
+            f"{RESULTS}/figures/quality_vs_time_{{dataset}}.png",
             category="Figures",
             subcategory="{dataset}",
             caption="../report/quality_vs_time.rst",
         ),
-        pdf="results/figures/quality_vs_time_{dataset}.pdf",
+        pdf=f"{RESULTS}/figures/quality_vs_time_{{dataset}}.pdf",
     log:
         "logs/figures/quality_vs_time_{dataset}.log",
     benchmark:
@@ -75,15 +75,15 @@ rule quality_vs_time:
 rule sweep:
     """Metric against the swept parameter of each method (NSDD Fig. 3)."""
     input:
-        "results/tables/metrics.csv",
+        f"{RESULTS}/tables/metrics.csv",
     output:
         png=report(
-            "results/figures/sweep_{dataset}.png",
+            f"{RESULTS}/figures/sweep_{{dataset}}.png",
             category="Figures",
             subcategory="{dataset}",
             caption="../report/sweep.rst",
         ),
-        pdf="results/figures/sweep_{dataset}.pdf",
+        pdf=f"{RESULTS}/figures/sweep_{{dataset}}.pdf",
     log:
         "logs/figures/sweep_{dataset}.log",
     benchmark:
@@ -104,15 +104,15 @@ rule qualitative:
         unpack(figure_inputs),
         data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
         recons=lambda w: recon_dirs(split_recons(w.dataset, REPORT_SPLIT)),
-        per_image=f"results/metrics/{{dataset}}/{REPORT_SPLIT}.csv",
+        per_image=f"{RESULTS}/metrics/{{dataset}}/{REPORT_SPLIT}.csv",
     output:
         png=report(
-            "results/figures/qualitative_{dataset}.png",
+            f"{RESULTS}/figures/qualitative_{{dataset}}.png",
             category="Figures",
             subcategory="{dataset}",
             caption="../report/qualitative.rst",
         ),
-        pdf="results/figures/qualitative_{dataset}.pdf",
+        pdf=f"{RESULTS}/figures/qualitative_{{dataset}}.pdf",
     log:
         "logs/figures/qualitative_{dataset}.log",
     benchmark:
@@ -134,15 +134,15 @@ rule capture_figure:
     input:
         data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
         recons=lambda w: recon_dirs(capture_recons(w)),
-        per_image=f"results/metrics/{{dataset}}/{REPORT_SPLIT}.csv",
+        per_image=f"{RESULTS}/metrics/{{dataset}}/{REPORT_SPLIT}.csv",
     output:
         png=report(
-            "results/figures/capture_{dataset}.png",
+            f"{RESULTS}/figures/capture_{{dataset}}.png",
             category="Figures",
             subcategory="{dataset}",
             caption="../report/capture.rst",
         ),
-        pdf="results/figures/capture_{dataset}.pdf",
+        pdf=f"{RESULTS}/figures/capture_{{dataset}}.pdf",
     log:
         "logs/figures/capture_{dataset}.log",
     benchmark:
@@ -160,17 +160,17 @@ rule capture_figure:
 rule alpha_sweep_figure:
     """One scene at each decoder mix alpha, zoomed, beside PSNR and the perceptual metric (DMDiff)."""
     input:
-        table="results/tables/alpha_sweep.csv",
+        table=f"{RESULTS}/tables/alpha_sweep.csv",
         data=f"results/data/{{dataset}}/{REPORT_SPLIT}.h5",
-        recons=f"results/recon/{{dataset}}/{REPORT_SPLIT}/dmdiff",
+        recons=f"{RESULTS}/recon/{{dataset}}/{REPORT_SPLIT}/dmdiff",
     output:
         png=report(
-            "results/figures/alpha_sweep_{dataset}.png",
+            f"{RESULTS}/figures/alpha_sweep_{{dataset}}.png",
             category="Figures",
             subcategory="{dataset}",
             caption="../report/alpha_sweep.rst",
         ),
-        pdf="results/figures/alpha_sweep_{dataset}.pdf",
+        pdf=f"{RESULTS}/figures/alpha_sweep_{{dataset}}.pdf",
     log:
         "logs/figures/alpha_sweep_{dataset}.log",
     benchmark:
@@ -181,7 +181,7 @@ rule alpha_sweep_figure:
         CPU_ENV
     params:
         recons=lambda w: [
-            f"results/recon/{w.dataset}/{REPORT_SPLIT}/dmdiff/{v}.h5"
+            f"{RESULTS}/recon/{w.dataset}/{REPORT_SPLIT}/dmdiff/{v}.h5"
             for v in alpha_variants(w.dataset)
         ],
         code=code("report:alpha_sweep_figure"),

@@ -64,7 +64,7 @@ PARAM_LABELS = {
 }
 
 
-def _save(fig: Figure, out_png: str | os.PathLike) -> tuple[Path, Path]:
+def save(fig: Figure, out_png: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``out_png`` and the PDF beside it atomically; the PDF has no date, so reruns match."""
     out_png = Path(out_png)
     targets = ((out_png, "png", {}), (out_png.with_suffix(".pdf"), "pdf", {"CreationDate": None}))
@@ -260,7 +260,7 @@ def quality_vs_time(
         _fitting_legend(fig, handles, names)
         renderer = _freeze_layout(fig)
         _place_labels(ax, np.array(points).reshape(-1, 2), labels, renderer)
-        _save(fig, out_png)
+        save(fig, out_png)
     return fig
 
 
@@ -308,7 +308,7 @@ def sweep(
             axes[-1, col].set_xlabel(PARAM_LABELS.get(param, param))
             axes[-1, col].set_xticks(values, [f"{v:g}" for v in values])
             axes[-1, col].minorticks_off()
-        _save(fig, out_png)
+        save(fig, out_png)
     return fig
 
 
@@ -391,7 +391,7 @@ def qualitative(
         if scores:
             named = [_axis_label(name) for name in ("psnr", metric) if name]
             fig.supxlabel("Under each image: " + " / ".join(named))
-        _save(fig, out_png)
+        save(fig, out_png)
     return fig
 
 
@@ -465,7 +465,7 @@ def alpha_figure(
             ax.set_title(_axis_label(name), fontsize=STYLE["font.size"])
             ax.grid(True, alpha=0.3)
         axes[-1].set_xlabel("decoder mix α")
-        _save(fig, out_png)
+        save(fig, out_png)
     return fig
 
 
@@ -505,7 +505,7 @@ def capture_figure(
         if consistency:
             fig.supxlabel("Under each reconstruction: " + _axis_label("consistency"))
         fig.suptitle(f"{title}: real capture, no ground truth (each panel stretched)")
-        _save(fig, out_png)
+        save(fig, out_png)
     return fig
 
 
@@ -556,5 +556,5 @@ def psf_diagnostic(psf: np.ndarray, attrs: Mapping[str, object], out_png: str | 
         text_ax.set_axis_off()
         text_ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", transform=text_ax.transAxes)
         fig.suptitle("PSF calibration")
-        _save(fig, out_png)
+        save(fig, out_png)
     return fig

@@ -1,0 +1,44 @@
+"""The ``claims`` rule: every seed's tables -> the claims table, each claim's values and a figure."""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+import pandas as pd
+
+from thincam.data.atomic import write_csv_atomic
+from thincam.errors import BadInputError
+from thincam.report import claims as claims_report
+
+log = logging.getLogger(__name__)
+
+
+def _read(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise BadInputError(f"{path}: not a readable table ({err})") from err
+
+
+def claims(
+    tables: Mapping[int, Mapping[str, str]], out_table: str, out_values: str, out_png: str
+) -> pd.DataFrame:
+    """Each claim of :data:`thincam.report.claims.CLAIMS` in every seed's run (``tables``: seed ->
+    {table kind: CSV}), summarised with mean, spread and verdict."""
+    values = {}
+    for seed, paths in tables.items():
+        try:
+            values[int(seed)] = claims_report.claim_values({kind: _read(p) for kind, p in paths.items()})
+        except BadInputError as err:
+            raise BadInputError(f"seed {seed} ({sorted(paths.values())}): {err}") from err
+    summary = claims_report.summarize(values)
+    long = pd.DataFrame(
+        [{"claim": key, "seed": seed, "value": v} for seed, row in sorted(values.items()) for key, v in row.items()]
+    )
+    write_csv_atomic(long, out_values)
+    write_csv_atomic(summary, out_table)
+    claims_report.claims_figure(summary, out_png)
+    for _, row in summary.iterrows():
+        log.info("%s: %.4g +/- %.2g (%s)", row["quantity"], row["mean"], row["std"], row["verdict"])
+    return summary
