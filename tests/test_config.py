@@ -138,6 +138,13 @@ def test_committed_test_config_is_the_tiny_default():
     assert tiny["cameras"].keys() == default["cameras"].keys()
     assert tiny["datasets"].keys() == default["datasets"].keys()
     assert tiny["tables"] == default["tables"]
+    assert tiny["claims"] == default["claims"]
+
+
+def test_claims_need_three_seeds(tmp_path):
+    config = tiny_config()
+    config["claims"]["seeds"] = [0, 1]
+    _dry_run_fails(tmp_path, config, "[0, 1] is too short")
 
 
 def _dry_run_text(tmp_path, config, edit):

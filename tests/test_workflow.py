@@ -337,3 +337,35 @@ def test_cli_restores_a_metalens_capture_with_the_runs_dmdiff(finished_run, tmp_
     arrays, attrs = read_h5(tmp_path / "capture_dmdiff.h5", contract="recon")
     assert arrays["xhat"].shape == (1, 3, 32, 32) and attrs["method"] == "dmdiff"
     assert tifffile.imread(tmp_path / "capture_dmdiff.tif").shape == (32, 32, 3)
+
+
+def test_claims_over_seeds_reuse_the_finished_run(finished_run, tmp_path):
+    """`snakemake claims` after the tiny run: seed 0 is that run (nothing of it runs again); seeds
+    1 and 2 train and run only what the claims read, on its measurements, under results/seeds."""
+    import shutil
+
+    workdir, config = finished_run
+    for name in ("results", ".snakemake"):
+        shutil.copytree(workdir / name, tmp_path / name, symlinks=True)
+    plan = _plan((tmp_path, config), config, "claims")
+    assert {rule for rule in plan if not rule.startswith(("seed1_", "seed2_"))} == {"claims"}
+    # the faces and DiffuserCam priors; not the metalens one, which only NSDD and DDNM+ use there
+    assert plan["seed1_train_prior"] == plan["seed2_train_prior"] == 2
+    assert plan["seed1_train_dmdiff"] == len(config["datasets"]["natural_metalens"]["dmdiff"]["models"]) + 1
+    done = run_snakemake(tmp_path, config, "claims", timeout=1200)
+    assert done.returncode == 0, done.stderr[-4000:]
+    for seed in (1, 2):
+        seeded = tmp_path / "results" / "seeds" / str(seed)
+        assert not (seeded / "data").exists() and not (seeded / "psf").exists()
+        record = json.loads((seeded / "nsdd/faces_phlatcam/training.json").read_text())
+        assert record["seed"] == seed and record["prior"] == f"results/seeds/{seed}/prior/faces"
+    summary = pd.read_csv(tmp_path / "results/claims/claims.csv")
+    assert {"seed 0", "seed 1", "seed 2", "mean", "std", "verdict"} <= set(summary.columns)
+    assert set(summary["verdict"]) <= {"holds", "does not hold", "within the spread"}
+    seed0 = pd.read_csv(workdir / "results/tables/nsdd_ablation.csv").set_index("Ablation")
+    teacher = summary.set_index("quantity").loc["PSNR, NSDD - teacher (dB)"]
+    expected = seed0.loc["NSDD (null space)", "PSNR"] - seed0.loc["DDNM+ (teacher)", "PSNR"]
+    assert teacher["seed 0"] == pytest.approx(expected)
+    # independently trained students: the seeds' values differ
+    assert len({round(teacher[f"seed {s}"], 6) for s in range(3)}) > 1
+    assert (tmp_path / "results/claims/claims.png").stat().st_size > 0

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import rc_context
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from thincam.errors import BadInputError
 from thincam.report import figures
@@ -165,6 +166,8 @@ def claim_values(tables: Mapping[str, pd.DataFrame]) -> dict[str, float]:
             values[claim.key] = claim.value(tables)
         except KeyError:  # the run's config builds no such table
             values[claim.key] = math.nan
+        except BadInputError as err:
+            raise BadInputError(f"claim {claim.key!r} ({claim.quantity}): {err}") from err
     return values
 
 
@@ -229,6 +232,7 @@ def claims_figure(summary: pd.DataFrame, out_png: str | os.PathLike) -> Figure:
             pad = 0.15 * (high - low) or 0.1 * max(abs(threshold), 1.0)
             ax.set_xlim(low - pad, high + pad)
             ax.set_yticks([])
+            ax.xaxis.set_major_locator(MaxNLocator(5))
             ax.set_ylim(-1, 1)
             ax.set_title(
                 f"{row['claim']}: {row['verdict']}   [{row['quantity']}, claimed {row['claimed']}]",

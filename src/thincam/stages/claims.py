@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Mapping
 
 import pandas as pd
@@ -31,7 +32,8 @@ def claims(
         try:
             values[int(seed)] = claims_report.claim_values({kind: _read(p) for kind, p in paths.items()})
         except BadInputError as err:
-            raise BadInputError(f"seed {seed} ({sorted(paths.values())}): {err}") from err
+            folders = sorted({os.path.dirname(p) for p in paths.values()})
+            raise BadInputError(f"seed {seed}, tables in {', '.join(folders)}: {err}") from err
     summary = claims_report.summarize(values)
     long = pd.DataFrame(
         [{"claim": key, "seed": seed, "value": v} for seed, row in sorted(values.items()) for key, v in row.items()]
