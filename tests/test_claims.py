@@ -102,11 +102,11 @@ def test_verdicts_and_spread_over_seeds():
 def test_a_seed_missing_a_claim_others_have_is_an_error():
     values = {seed: claims.claim_values(seed_tables()) for seed in range(3)}
     values[2]["svda"] = math.nan
-    with pytest.raises(BadInputError, match=r"'svda': seeds \[2\]"):
+    with pytest.raises(BadInputError, match=r"'svda': seeds \[2\] have no value"):
         claims.summarize(values)
 
 
-def test_a_table_without_the_row_a_claim_reads_names_it(tmp_path):
+def test_a_table_without_the_row_a_claim_reads_names_it(tmp_path, caplog):
     paths = {}
     for seed in range(3):
         tables = seed_tables()
@@ -116,8 +116,9 @@ def test_a_table_without_the_row_a_claim_reads_names_it(tmp_path):
         paths[seed] = {kind: str(tmp_path / str(seed) / f"{kind}.csv") for kind in tables}
         for kind, table in tables.items():
             write_csv_atomic(table, paths[seed][kind])
-    with pytest.raises(BadInputError, match=r"seed 1, tables in .*/1: claim 'svda' .*no row 'no_svda'"):
+    with pytest.raises(BadInputError, match=r"claim 'svda': seeds \[1\] have no value, the others have"):
         claims_stage(paths, *(str(tmp_path / n) for n in ("c.csv", "v.csv", "c.png")))
+    assert "claim 'svda' left out: no row 'no_svda'" in caplog.text
 
 
 def test_claims_stage_writes_table_values_and_a_readable_figure(tmp_path):
@@ -147,3 +148,20 @@ def test_seed_config_runs_only_what_the_claims_read():
     assert run["datasets"]["diffusercam_sim"]["methods"] == {}  # its student is still trained, for the hand
     assert run["datasets"]["faces_phlatcam"]["prior"] == "faces"
     assert claims.seed_config(config, 0)["run_dir"] == "results"  # the demo's own run
+
+
+def test_claims_markdown_has_a_row_per_claim_with_its_verdict():
+    values = {seed: claims.claim_values(seed_tables(shift)) for seed, shift in ((0, 0.0), (1, -0.2), (2, 0.2))}
+    text = claims.claims_markdown(claims.summarize(values))
+    rows = text.strip().splitlines()[2:]
+    assert len(rows) == len(claims.CLAIMS)
+    assert "| NSDD matches its DDNM+ teacher's PSNR | PSNR, NSDD - teacher (dB) (> 0) | 0.1 ± 0.2 | 0.1, -0.1, 0.3 | **within the spread** |" in rows
+
+
+def test_readme_cites_every_claim():
+    """The README's claims table (written by scripts/readme_figures.py --claims) covers CLAIMS."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("<!-- claims table: scripts/readme_figures.py --claims -->")
+    block = readme[start : readme.index("<!-- end of claims table -->")]
+    for claim in claims.CLAIMS:
+        assert f"| {claim.statement} | {claim.quantity} " in block, claim.key

@@ -11,6 +11,7 @@ sampling, and each claim compares models on the same test images.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from matplotlib.ticker import MaxNLocator
 
 from thincam.errors import BadInputError
 from thincam.report import figures
+
+log = logging.getLogger(__name__)
 
 SEED_RUNS = "results/seeds"  # each seed's run_dir is SEED_RUNS/{seed}
 
@@ -159,15 +162,18 @@ _TABLE_KINDS = ("nsdd_main", "nsdd_ablation", "dmdiff_main", "alpha_sweep", "dmd
 
 
 def claim_values(tables: Mapping[str, pd.DataFrame]) -> dict[str, float]:
-    """{claim key: value} of one run's tables; a claim whose table the run lacks is NaN."""
+    """{claim key: value} of one run's tables; NaN (with a warning saying why) for a claim whose
+    table or rows the run's config does not build."""
     values = {}
     for claim in CLAIMS:
         try:
             values[claim.key] = claim.value(tables)
-        except KeyError:  # the run's config builds no such table
+        except KeyError as err:  # the run's config builds no such table
+            log.warning("claim %r left out: no table %s", claim.key, err)
             values[claim.key] = math.nan
         except BadInputError as err:
-            raise BadInputError(f"claim {claim.key!r} ({claim.quantity}): {err}") from err
+            log.warning("claim %r left out: %s", claim.key, err)
+            values[claim.key] = math.nan
     return values
 
 
@@ -193,7 +199,10 @@ def summarize(values_by_seed: Mapping[int, Mapping[str, float]]) -> pd.DataFrame
             continue
         if np.isnan(values).any():
             missing = [s for s, v in zip(seeds, values) if np.isnan(v)]
-            raise BadInputError(f"claim {claim.key!r}: seeds {missing} have no value (their runs lack its table)")
+            raise BadInputError(
+                f"claim {claim.key!r}: seeds {missing} have no value, the others have (their runs lack its "
+                "table or rows: see the warnings above)"
+            )
         rows.append(
             {
                 "group": claim.group,
@@ -241,3 +250,17 @@ def claims_figure(summary: pd.DataFrame, out_png: str | os.PathLike) -> Figure:
         fig.suptitle(f"The demo's claims over {len(seeds)} seeds: seeds (dots), mean ± std (square), claimed threshold (dashed)")
         figures.save(fig, out_png)
     return fig
+
+
+def claims_markdown(summary: pd.DataFrame) -> str:
+    """The claims table as Markdown: claim, quantity and claimed side, mean +/- std, each seed, verdict."""
+    seeds = [c for c in summary.columns if c.startswith("seed ")]
+    head = ["claim", "quantity (claimed)", "mean ± std", ", ".join(seeds), "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in summary.iterrows():
+        values = ", ".join(f"{row[s]:.3g}" for s in seeds)
+        lines.append(
+            f"| {row['claim']} | {row['quantity']} ({row['claimed']}) | {row['mean']:.3g} ± {row['std']:.2g} "
+            f"| {values} | **{row['verdict']}** |"
+        )
+    return "\n".join(lines) + "\n"

@@ -29,17 +29,15 @@ def claims(
     {table kind: CSV}), summarised with mean, spread and verdict."""
     values = {}
     for seed, paths in tables.items():
-        try:
-            values[int(seed)] = claims_report.claim_values({kind: _read(p) for kind, p in paths.items()})
-        except BadInputError as err:
-            folders = sorted({os.path.dirname(p) for p in paths.values()})
-            raise BadInputError(f"seed {seed}, tables in {', '.join(folders)}: {err}") from err
+        folders = sorted({os.path.dirname(p) for p in paths.values()})
+        log.info("seed %s: tables in %s", seed, ", ".join(folders))
+        values[int(seed)] = claims_report.claim_values({kind: _read(p) for kind, p in paths.items()})
     summary = claims_report.summarize(values)
     long = pd.DataFrame(
         [{"claim": key, "seed": seed, "value": v} for seed, row in sorted(values.items()) for key, v in row.items()]
     )
     write_csv_atomic(long, out_values)
-    write_csv_atomic(summary, out_table)
+    write_csv_atomic(summary.round(6), out_table)
     claims_report.claims_figure(summary, out_png)
     for _, row in summary.iterrows():
         log.info("%s: %.4g +/- %.2g (%s)", row["quantity"], row["mean"], row["std"], row["verdict"])
