@@ -25,6 +25,10 @@ for claim_seed in config["claims"]["seeds"]:
     use rule * from seed_module exclude calibrate_psf, simulate_measurements, ingest_captures as seed_rules*
 
 
+localrules:
+    claims,
+
+
 rule claims:
     """Each claim's value in every seed's run, its mean and spread, and a verdict; with a figure."""
     input:

@@ -9,17 +9,10 @@ from typing import Mapping
 import pandas as pd
 
 from thincam.data.atomic import write_csv_atomic
-from thincam.errors import BadInputError
 from thincam.report import claims as claims_report
+from thincam.stages.report import read_table
 
 log = logging.getLogger(__name__)
-
-
-def _read(path: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise BadInputError(f"{path}: not a readable table ({err})") from err
 
 
 def claims(
@@ -31,7 +24,7 @@ def claims(
     for seed, paths in tables.items():
         folders = sorted({os.path.dirname(p) for p in paths.values()})
         log.info("seed %s: tables in %s", seed, ", ".join(folders))
-        values[int(seed)] = claims_report.claim_values({kind: _read(p) for kind, p in paths.items()})
+        values[int(seed)] = claims_report.claim_values({kind: read_table(p) for kind, p in paths.items()})
     summary = claims_report.summarize(values)
     long = pd.DataFrame(
         [{"claim": key, "seed": seed, "value": v} for seed, row in sorted(values.items()) for key, v in row.items()]

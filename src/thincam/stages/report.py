@@ -85,7 +85,7 @@ def _runs_of(metric_csvs: Sequence[str]) -> dict[tuple[str, ...], tuple[str, pd.
 
 def read_metrics(metrics_csv: str | os.PathLike) -> pd.DataFrame:
     """results/tables/metrics.csv, checked for the columns the tables and figures rely on."""
-    return tables.check_metrics(_read_table(metrics_csv), str(metrics_csv))
+    return tables.check_metrics(read_table(metrics_csv), str(metrics_csv))
 
 
 def read_pseudo_quality(pseudo_h5: str | os.PathLike) -> dict:
@@ -135,7 +135,7 @@ def aggregate(
         write_csv_atomic(tables.capture_table(metrics, dataset, runs), path)
 
 
-def _read_table(path: str | os.PathLike) -> pd.DataFrame:
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """A table CSV with empty cells as NaN (a missing metric), never the text 'NaN'."""
     try:
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
@@ -162,7 +162,7 @@ def figure_columns(
     """(method, variant) a figure shows: the rows of the dataset's paper table (the variants it
     chose), else what a table would choose; less ``skip`` (e.g. the alpha sweep, shown apart)."""
     if table_csv is not None:
-        chosen = tables.table_variants(_read_table(table_csv))
+        chosen = tables.table_variants(read_table(table_csv))
     else:
         chosen = tables.best_variants(_dataset_metrics(metrics_csv, dataset), dataset)
     skipped = {tuple(pair) for pair in skip}
@@ -326,7 +326,7 @@ def alpha_sweep_figure(
     alpha_csv: str, data_path: str, recon_paths: Sequence[str], out_png: str
 ) -> None:
     """DMDiff's decoder mix: the alpha sweep table beside the scene each of its variants makes."""
-    table = _read_table(alpha_csv)
+    table = read_table(alpha_csv)
     if not {"Variant", "alpha"} <= set(table.columns):
         raise BadInputError(f"{alpha_csv}: columns Variant and alpha needed")
     alpha_of = dict(zip(table["Variant"].astype(str), table["alpha"].astype(float)))
